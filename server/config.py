@@ -1,0 +1,34 @@
+"""Settings. Every one has a command-line flag and a TASKTRAIL_* environment
+variable; durations are settings too, so tests shrink them instead of waiting."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tasktrail.core import Limits
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(f"TASKTRAIL_{name}", default)
+
+
+def env_int(name: str, default: int) -> int:
+    return int(env(name, str(default)))
+
+
+def default_database_url(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'tasktrail.db').resolve()}"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What one `tasktrail serve` process needs."""
+
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 50061
+    limits: Limits = field(default_factory=Limits)
+    # Seconds in-flight calls get to finish on SIGTERM.
+    shutdown_grace: float = 10.0

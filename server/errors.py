@@ -1,0 +1,46 @@
+"""The core's errors. Each carries a canonical gRPC code and a stable reason
+that faces map to their own status codes and bodies."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class CoreError(Exception):
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    reason: str = "UNKNOWN"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class NotFound(CoreError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "TASK_NOT_FOUND"
+
+
+class InvalidArgument(CoreError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+
+class AlreadyExists(CoreError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "TASK_ALREADY_EXISTS"
+
+
+class FailedPrecondition(CoreError):
+    """An illegal transition, a write to a terminal task, a refused cancel."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FAILED_PRECONDITION"
+
+
+# Reasons a dialect maps to its own answer (e.g. CRDB 406 vs 409).
+TASK_TERMINAL = "TASK_TERMINAL"
+TASK_IN_COMMIT_PHASE = "TASK_IN_COMMIT_PHASE"
+ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
+LOG_SEALED = "LOG_SEALED"

@@ -1,0 +1,182 @@
+"""Ids: UUIDv7 generation, and what a UUID says about time.
+
+Task and log-entry ids are UUIDv7 in canonical lower-case form, so that their
+string order is their numeric order and, for ids of one generator, their
+creation order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+_HEX36 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_MAX = (1 << 128) - 1
+# Between the Gregorian epoch (1582-10-15) of UUID v1/v6 and the Unix epoch, in 100 ns.
+_GREGORIAN_OFFSET = 0x01B21DD213814000
+
+
+def format_uuid(value: int) -> str:
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def parse_uuid(text: str) -> int:
+    """The 128-bit value of a canonical (36-character) UUID; ValueError otherwise."""
+    if not _HEX36.fullmatch(text.lower()):
+        raise ValueError(f"not a canonical UUID: {text!r}")
+    return int(text.replace("-", ""), 16)
+
+
+def is_canonical_uuid(text: str) -> bool:
+    return _HEX36.fullmatch(text) is not None
+
+
+def _v7(ms: int, rand74: int) -> int:
+    rand_a = rand74 >> 62
+    rand_b = rand74 & ((1 << 62) - 1)
+    return (ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b
+
+
+def _rand74(value: int) -> int:
+    return (((value >> 64) & 0xFFF) << 62) | (value & ((1 << 62) - 1))
+
+
+def uuid7_int(ms: int) -> int:
+    return _v7(ms, int.from_bytes(os.urandom(10), "big") >> 6)
+
+
+def next_id_after(previous: str | None, now_ms: int) -> str:
+    """A UUIDv7 for `now_ms` that is greater than `previous`.
+
+    When the clock has not moved past `previous` (the same millisecond, a clock
+    step back, or an imported id from the future), the id continues from
+    `previous` with a small random increment, so the order still holds.
+    """
+    candidate = uuid7_int(now_ms)
+    if previous is None:
+        return format_uuid(candidate)
+    prev = parse_uuid(previous)
+    if candidate > prev:
+        return format_uuid(candidate)
+    prev_ms = prev >> 80
+    if (prev >> 76) & 0xF == 7 and (prev >> 62) & 0b11 == 0b10:
+        # A v7 predecessor: step its 74 random bits, carrying into the time.
+        rand = _rand74(prev) + 1 + (int.from_bytes(os.urandom(2), "big") & 0xFFF)
+        if rand >= 1 << 74:
+            return format_uuid(_v7(prev_ms + 1, rand & ((1 << 74) - 1)))
+        return format_uuid(_v7(prev_ms, rand))
+    # Any other UUID: the next 128-bit value keeps the order.
+    if prev >= _MAX:
+        raise ValueError("no UUID is greater than ffffffff-ffff-ffff-ffff-ffffffffffff")
+    return format_uuid(prev + 1)
+
+
+class IdGenerator:
+    """Monotonic UUIDv7s for one process: each id is greater than the last."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: str | None = None
+
+    def new(self, now_ms: int | None = None) -> str:
+        with self._lock:
+            ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+            self._last = next_id_after(self._last, ms)
+            return self._last
+
+
+def uuid_time_us(value: int) -> int | None:
+    """The time inside a time-based UUID (v1, v6, v7), in µs since the Unix epoch."""
+    version = (value >> 76) & 0xF
+    if version == 7:
+        return (value >> 80) * 1000
+    if version == 1:
+        time_low = value >> 96
+        time_mid = (value >> 80) & 0xFFFF
+        time_hi = (value >> 64) & 0x0FFF
+        ticks = (time_hi << 48) | (time_mid << 32) | time_low
+        return (ticks - _GREGORIAN_OFFSET) // 10
+    if version == 6:
+        ticks = ((value >> 68) << 12) | ((value >> 64) & 0x0FFF)
+        return (ticks - _GREGORIAN_OFFSET) // 10
+    return None
+
+
+def go_uuid_parse(text: str) -> tuple[str | None, str | None]:
+    """Parse as github.com/google/uuid's Parse does.
+
+    Returns (canonical form, None), or (None, the error text Go would give).
+    It accepts the canonical form, 32 hex digits, `{…}` and `urn:uuid:…`.
+    """
+    n = len(text.encode("utf-8"))
+    s = text
+    if n == 36:
+        pass
+    elif n == 36 + 9:
+        if s[:9].lower() != "urn:uuid:":
+            return None, f"invalid urn prefix: {go_quote(s[:9])}"
+        s = s[9:]
+    elif n == 36 + 2:
+        s = s[1:]
+    elif n == 32:
+        if not all(c in _HEX for c in s):
+            return None, "invalid UUID format"
+        return format_uuid(int(s, 16)), None
+    else:
+        return None, f"invalid UUID length: {n}"
+    if len(s) < 36 or s[8] != "-" or s[13] != "-" or s[18] != "-" or s[23] != "-":
+        return None, "invalid UUID format"
+    digits = s[0:8] + s[9:13] + s[14:18] + s[19:23] + s[24:36]
+    if len(digits) != 32 or not all(c in _HEX for c in digits):
+        return None, "invalid UUID format"
+    return format_uuid(int(digits, 16)), None
+
+
+def uuid_variant_name(canonical: str) -> str:
+    """The variant as google/uuid names it."""
+    b8 = int(canonical[19:21], 16)
+    if b8 & 0xC0 == 0x80:
+        return "RFC4122"
+    if b8 & 0xE0 == 0xC0:
+        return "Microsoft"
+    if b8 & 0xE0 == 0xE0:
+        return "Future"
+    return "Reserved"
+
+
+_GO_ESCAPES = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+
+def go_quote(text: str) -> str:
+    """A string quoted as Go's %q (and %#v of a string) quotes it."""
+    out = ['"']
+    for ch in text:
+        esc = _GO_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+        elif ch.isprintable() or ch == " ":
+            out.append(ch)
+        else:
+            cp = ord(ch)
+            if cp < 0x80:
+                out.append(f"\\x{cp:02x}")
+            elif cp <= 0xFFFF:
+                out.append(f"\\u{cp:04x}")
+            else:
+                out.append(f"\\U{cp:08x}")
+    out.append('"')
+    return "".join(out)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the tasktrail schema (applied by `tasktrail migrate`)."""

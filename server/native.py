@@ -1,0 +1,361 @@
+"""The native gRPC API: `tasktrail.v1.TaskService` (read) and
+`tasktrail.v1.TaskWriterService` (write), for tasks of every scope."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc import aio
+
+from tasktrail import errors
+from tasktrail.core import TaskCore
+from tasktrail.model import (
+    ErrorDetail,
+    JsonObject,
+    LogEntry,
+    NewLogEntry,
+    NewTask,
+    Progress,
+    Result,
+    Scope,
+    Status,
+    TargetProgress,
+    Task,
+    TaskChanges,
+    TaskError,
+    TaskQuery,
+)
+from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "tasktrail.dev"
+Ctx = aio.ServicerContext[Any, Any]
+S = TypeVar("S")
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+
+STATUS_TO_PB = {
+    Status.PENDING: task_pb2.TASK_STATUS_PENDING,
+    Status.RUNNING: task_pb2.TASK_STATUS_RUNNING,
+    Status.CANCELING: task_pb2.TASK_STATUS_CANCELING,
+    Status.COMPLETED: task_pb2.TASK_STATUS_COMPLETED,
+    Status.FAILED: task_pb2.TASK_STATUS_FAILED,
+    Status.CANCELED: task_pb2.TASK_STATUS_CANCELED,
+}
+STATUS_FROM_PB = {v: k for k, v in STATUS_TO_PB.items()}
+SCOPE_TO_PB = {
+    Scope.DATABASE: task_pb2.SCOPE_DATABASE,
+    Scope.HOST: task_pb2.SCOPE_HOST,
+    Scope.ACCOUNT: task_pb2.SCOPE_ACCOUNT,
+    Scope.CRDB: task_pb2.SCOPE_CRDB,
+}
+SCOPE_FROM_PB = {v: k for k, v in SCOPE_TO_PB.items()}
+ALL_SCOPES = tuple(Scope)
+
+
+# -- conversions -------------------------------------------------------------------
+
+
+def timestamp(us: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=us // 1_000_000, nanos=(us % 1_000_000) * 1000)
+
+
+def from_timestamp(ts: timestamp_pb2.Timestamp) -> int:
+    return ts.seconds * 1_000_000 + ts.nanos // 1000
+
+
+def struct_to_dict(value: struct_pb2.Struct) -> JsonObject:
+    """A Struct as plain JSON; whole numbers come back as ints (Struct holds doubles)."""
+    return _ints(json_format.MessageToDict(value))  # type: ignore[no-any-return]
+
+
+def _ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_ints(v) for v in value]
+    return value
+
+
+def to_pb_task(task: Task) -> task_pb2.Task:
+    out = task_pb2.Task(
+        task_id=task.task_id,
+        scope=SCOPE_TO_PB[task.scope],
+        entity_id=task.entity_id,
+        type=task.type,
+        status=STATUS_TO_PB[task.status],
+        parent_id=task.parent_id or "",
+        node_name=task.node_name or "",
+        instance_id=task.instance_id or "",
+        host_id=task.host_id or "",
+        created_at=timestamp(task.created_at),
+        updated_at=timestamp(task.updated_at),
+        status_changed_at=timestamp(task.status_changed_at),
+        in_commit_phase=task.in_commit_phase,
+        worker_name=task.worker_name or "",
+        last_entry_id=task.last_entry_id or "",
+    )
+    if task.started_at is not None:
+        out.started_at.CopyFrom(timestamp(task.started_at))
+    if task.completed_at is not None:
+        out.completed_at.CopyFrom(timestamp(task.completed_at))
+    if task.expire_at is not None:
+        out.expire_at.CopyFrom(timestamp(task.expire_at))
+    if task.error is not None:
+        out.error.CopyFrom(to_pb_error(task.error))
+    if task.progress is not None:
+        p = task.progress
+        out.progress.CopyFrom(
+            task_pb2.TaskProgress(
+                percent=p.percent,
+                step=p.step,
+                targets=[task_pb2.TargetProgress(name=t.name, step=t.step) for t in p.targets],
+            )
+        )
+    if task.result is not None:
+        r = task.result
+        out.result.resource_id = r.resource_id
+        out.result.additional_resource_id = r.additional_resource_id
+        out.result.resource_path = r.resource_path
+        if r.resource is not None:
+            out.result.resource.update(r.resource)
+    return out
+
+
+def to_pb_error(error: TaskError) -> task_pb2.TaskError:
+    return task_pb2.TaskError(
+        code=error.code,
+        message=error.message,
+        http_status=error.http_status,
+        details=[task_pb2.TaskErrorDetail(target=d.target, code=d.code, message=d.message) for d in error.details],
+    )
+
+
+def from_pb_error(error: task_pb2.TaskError) -> TaskError:
+    return TaskError(
+        code=error.code,
+        message=error.message,
+        http_status=error.http_status,
+        details=tuple(ErrorDetail(d.target, d.code, d.message) for d in error.details),
+    )
+
+
+def to_pb_entry(entry: LogEntry) -> task_pb2.LogEntry:
+    out = task_pb2.LogEntry(entry_id=entry.entry_id, timestamp=timestamp(entry.timestamp), message=entry.message)
+    if entry.fields:
+        out.fields.update(entry.fields)
+    return out
+
+
+def _scope(value: int) -> Scope:
+    scope = SCOPE_FROM_PB.get(value)  # type: ignore[call-overload]
+    if scope is None:
+        raise errors.InvalidArgument("scope is required")
+    return scope
+
+
+def _status(value: int) -> Status:
+    status = STATUS_FROM_PB.get(value)  # type: ignore[call-overload]
+    if status is None:
+        raise errors.InvalidArgument(f"unknown status {value}")
+    return status
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+def rich_status(exc: errors.CoreError) -> tuple[tuple[str, bytes], ...]:
+    """google.rpc.Status with an ErrorInfo, as grpc-status-details-bin."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=ERROR_DOMAIN))
+    status = status_pb2.Status(code=exc.code.value[0], message=exc.message, details=[info])
+    return (("grpc-status-details-bin", status.SerializeToString()),)
+
+
+def rpc(fn: Callable[[S, Req, Ctx], Awaitable[Resp]]) -> Callable[[S, Req, Ctx], Awaitable[Resp]]:
+    """Core errors become gRPC statuses with their reason attached."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: S, request: Req, context: Ctx) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except errors.CoreError as exc:
+            await context.abort(exc.code, exc.message, trailing_metadata=rich_status(exc))
+        except aio.AbortError:
+            raise
+        except Exception:
+            log.exception("%s failed", fn.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        raise AssertionError("abort returns only by raising")
+
+    return wrapper
+
+
+# -- page tokens ---------------------------------------------------------------------
+
+
+def _fingerprint(request: task_service_pb2.ListTasksRequest) -> str:
+    key = [request.scope, request.entity_id, sorted(request.statuses), sorted(request.types), request.sort_order]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
+def encode_page_token(request: task_service_pb2.ListTasksRequest, position: tuple[int, str]) -> str:
+    raw = json.dumps({"p": list(position), "f": _fingerprint(request)}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(request: task_service_pb2.ListTasksRequest) -> tuple[int, str]:
+    token = request.page_token
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        data = json.loads(raw)
+        created_at, task_id = data["p"]
+        fingerprint = data["f"]
+        if not isinstance(created_at, int) or not isinstance(task_id, str):
+            raise ValueError("bad position")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise errors.InvalidArgument("page_token is not one this server gave") from exc
+    if fingerprint != _fingerprint(request):
+        raise errors.InvalidArgument("page_token belongs to a list with other filters")
+    return (created_at, task_id)
+
+
+# -- services ------------------------------------------------------------------------
+
+
+class TaskService(task_service_pb2_grpc.TaskServiceServicer):
+    def __init__(self, core: TaskCore) -> None:
+        self.core = core
+
+    @rpc
+    async def GetTask(self, request: task_service_pb2.GetTaskRequest, context: Ctx) -> task_service_pb2.GetTaskResponse:
+        task = await self.core.get_task(request.task_id)
+        return task_service_pb2.GetTaskResponse(task=to_pb_task(task))
+
+    @rpc
+    async def ListTasks(
+        self, request: task_service_pb2.ListTasksRequest, context: Ctx
+    ) -> task_service_pb2.ListTasksResponse:
+        if request.entity_id and not request.scope:
+            raise errors.InvalidArgument("entity_id requires scope")
+        if request.page_size < 0:
+            raise errors.InvalidArgument("page_size must not be negative")
+        limits = self.core.limits
+        query = TaskQuery(
+            scopes=(_scope(request.scope),) if request.scope else ALL_SCOPES,
+            entity_id=request.entity_id or None,
+            statuses=tuple(_status(s) for s in request.statuses),
+            types=tuple(request.types),
+            descending=request.sort_order != task_pb2.SORT_ORDER_ASCENDING,
+            after=decode_page_token(request) if request.page_token else None,
+            limit=min(request.page_size or limits.default_page_size, limits.max_page_size),
+        )
+        page = await self.core.list_tasks(query)
+        token = encode_page_token(request, page.tasks[-1].position) if page.has_more else ""
+        return task_service_pb2.ListTasksResponse(tasks=[to_pb_task(t) for t in page.tasks], next_page_token=token)
+
+    @rpc
+    async def GetTaskLog(
+        self, request: task_service_pb2.GetTaskLogRequest, context: Ctx
+    ) -> task_service_pb2.GetTaskLogResponse:
+        if request.page_size < 0:
+            raise errors.InvalidArgument("page_size must not be negative")
+        page = await self.core.read_log(
+            request.task_id, after_entry_id=request.after_entry_id or None, limit=request.page_size
+        )
+        return task_service_pb2.GetTaskLogResponse(
+            task_id=page.task.task_id,
+            task_status=STATUS_TO_PB[page.task.status],
+            entries=[to_pb_entry(e) for e in page.entries],
+            last_entry_id=page.last_entry_id or "",
+            has_more=page.has_more,
+        )
+
+    @rpc
+    async def CancelTask(
+        self, request: task_service_pb2.CancelTaskRequest, context: Ctx
+    ) -> task_service_pb2.CancelTaskResponse:
+        result = await self.core.cancel(request.task_id, force=request.force)
+        return task_service_pb2.CancelTaskResponse(task=to_pb_task(result.task))
+
+
+class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
+    def __init__(self, core: TaskCore) -> None:
+        self.core = core
+
+    @rpc
+    async def CreateTask(
+        self, request: writer_service_pb2.CreateTaskRequest, context: Ctx
+    ) -> writer_service_pb2.CreateTaskResponse:
+        task = await self.core.create_task(
+            NewTask(
+                scope=_scope(request.scope),
+                entity_id=request.entity_id,
+                type=request.type,
+                task_id=request.task_id or None,
+                parent_id=request.parent_id or None,
+                node_name=request.node_name or None,
+                instance_id=request.instance_id or None,
+                host_id=request.host_id or None,
+            )
+        )
+        return writer_service_pb2.CreateTaskResponse(task=to_pb_task(task))
+
+    @rpc
+    async def UpdateTask(
+        self, request: writer_service_pb2.UpdateTaskRequest, context: Ctx
+    ) -> writer_service_pb2.UpdateTaskResponse:
+        changes = TaskChanges(
+            status=_status(request.status) if request.HasField("status") else None,
+            error=from_pb_error(request.error) if request.HasField("error") else None,
+            progress=_progress(request.progress) if request.HasField("progress") else None,
+            result=_result(request.result) if request.HasField("result") else None,
+            node_name=request.node_name if request.HasField("node_name") else None,
+            instance_id=request.instance_id if request.HasField("instance_id") else None,
+            host_id=request.host_id if request.HasField("host_id") else None,
+            in_commit_phase=request.in_commit_phase if request.HasField("in_commit_phase") else None,
+            worker_name=request.worker_name if request.HasField("worker_name") else None,
+        )
+        task = await self.core.update_task(request.task_id, changes)
+        return writer_service_pb2.UpdateTaskResponse(task=to_pb_task(task))
+
+    @rpc
+    async def AppendLogEntries(
+        self, request: writer_service_pb2.AppendLogEntriesRequest, context: Ctx
+    ) -> writer_service_pb2.AppendLogEntriesResponse:
+        entries = [
+            NewLogEntry(
+                message=e.message,
+                fields=struct_to_dict(e.fields) if e.HasField("fields") else None,
+                timestamp=from_timestamp(e.timestamp) if e.HasField("timestamp") else None,
+                entry_id=e.entry_id or None,
+            )
+            for e in request.entries
+        ]
+        ids = await self.core.append_log(request.task_id, entries)
+        return writer_service_pb2.AppendLogEntriesResponse(entry_ids=ids)
+
+
+def _progress(p: task_pb2.TaskProgress) -> Progress:
+    return Progress(percent=p.percent, step=p.step, targets=tuple(TargetProgress(t.name, t.step) for t in p.targets))
+
+
+def _result(r: task_pb2.TaskResult) -> Result:
+    return Result(
+        resource_id=r.resource_id,
+        additional_resource_id=r.additional_resource_id,
+        resource=struct_to_dict(r.resource) if r.HasField("resource") else None,
+        resource_path=r.resource_path,
+    )

@@ -1,0 +1,192 @@
+"""Sample tasks for a new, empty store, written through the writer API.
+
+They make every curl command of the pgEdge task documentation show real data:
+the documentation's task id and log entry id exist here (the writer API takes
+caller-supplied ids, as an import of an existing control plane would).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
+
+DATABASE_ID = "example"
+HOST_ID = "host-1"
+# The ids the documentation's curl commands use.
+DOC_TASK_ID = "d3cd2fab-4b1f-4eb9-b614-181c10b07acd"
+DOC_AFTER_ENTRY_ID = "0d639fbe-72bf-41ca-a81d-f7a524083cd4"
+DOC_AFTER_TASK_ID = "404ecbe0-5cda-11f0-900b-a74a79e3bdba"
+# The documented task's log: its entry ids sort around DOC_AFTER_ENTRY_ID.
+DOC_ENTRY_IDS = (
+    "044f1574-f037-4fc6-84d8-2a531289bafa",
+    "072a98d2-3606-4efc-9fb8-5c0dd37ee915",
+    "0acd8be1-46e4-4990-b0f9-70583f9d52f9",
+    "0cb1e29c-658c-4a14-95e6-0af593bd04cf",
+    DOC_AFTER_ENTRY_ID,
+    "0e2ec40a-29ca-462d-ae45-05f5416e99b0",
+    "1f2642aa-dcde-4204-83b3-0f66110e2cb6",
+    "23c49cae-a2cf-42ba-ba95-8810b4ebf4b6",
+)
+INSTANCE = "example-n1-689qacsi"
+
+
+def _resource(verb: str, rtype: str, rid: str, took_ms: int) -> list[tuple[str, dict[str, Any]]]:
+    base = {"host_id": HOST_ID, "resource_id": rid, "resource_type": rtype}
+    return [
+        (f"{verb} resource {rtype}::{rid}", base),
+        (
+            f"finished {verb} resource {rtype}::{rid} (took {took_ms / 1000:.9f}s)",
+            {**base, "duration_ms": took_ms, "success": True},
+        ),
+    ]
+
+
+DOC_LOG: list[tuple[str, dict[str, Any]]] = [
+    ("refreshing current state", {}),
+    ("finished refreshing current state (took 1.013408207s)", {"duration_ms": 1013}),
+    *_resource("creating", "swarm.network", "example-database", 412),
+    *_resource("creating", "swarm.postgres_service", INSTANCE, 11873),
+    *_resource("creating", "swarm.pgbackrest_stanza", "n1", 1181),
+]
+
+
+@dataclass
+class SampleTask:
+    type: str
+    status: str  # the end state: pending, running, completed, failed
+    scope: int = task_pb2.SCOPE_DATABASE
+    entity_id: str = DATABASE_ID
+    task_id: str = ""
+    node_name: str = ""
+    instance_id: str = ""
+    host_id: str = ""
+    parent: int | None = None  # index of the parent in SAMPLES
+    log: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    entry_ids: tuple[str, ...] = ()
+    error: str = ""
+
+
+def _backup_log() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("P00   INFO: backup command begin 2.55.1: --exec-id=1042-3e6c1a2f --stanza=db", {}),
+        ("P00   INFO: execute non-exclusive backup start: backup begins after the next regular checkpoint", {}),
+        ("P00   INFO: backup start archive = 000000010000000000000004, lsn = 0/4000028", {}),
+        ("P00   INFO: new backup label = 20250618-175430F", {}),
+        ("P00   INFO: full backup size = 22.1MB, file total = 968", {}),
+        ("P00   INFO: backup command end: completed successfully (6512ms)", {}),
+    ]
+
+
+SAMPLES: list[SampleTask] = [
+    SampleTask("create", "completed", task_id=DOC_TASK_ID, log=DOC_LOG, entry_ids=DOC_ENTRY_IDS),
+    SampleTask(
+        "update",
+        "completed",
+        log=[("refreshing current state", {}), *_resource("updating", "swarm.postgres_service", INSTANCE, 2310)],
+    ),
+    SampleTask("node_backup", "completed", instance_id=INSTANCE, log=_backup_log()),
+    SampleTask("restore", "completed", log=[("restoring database from backup 20250618-175430F", {})]),
+    SampleTask(
+        "node_restore",
+        "completed",
+        node_name="n1",
+        parent=3,
+        log=[("P00   INFO: restore command begin 2.55.1", {}), ("P00   INFO: restore command end: completed", {})],
+    ),
+    SampleTask(
+        "update",
+        "failed",
+        log=[
+            ("refreshing current state", {}),
+            (
+                "error while updating resource swarm.postgres_service::" + INSTANCE,
+                {"success": False, "error": "timeout"},
+            ),
+        ],
+        error="failed to update resource swarm.postgres_service: timed out waiting for the service to converge",
+    ),
+    SampleTask(
+        "switchover",
+        "running",
+        node_name="n1",
+        instance_id="example-n2-7bd1kq2x",
+        log=[("starting switchover to example-n2-7bd1kq2x", {})],
+    ),
+    SampleTask("restart_instance", "pending", instance_id=INSTANCE),
+    SampleTask(
+        "remove_host",
+        "completed",
+        scope=task_pb2.SCOPE_HOST,
+        entity_id=HOST_ID,
+        host_id=HOST_ID,
+        log=[("removing host host-1 from the cluster", {}), ("host removed", {"host_id": HOST_ID})],
+    ),
+]
+
+_STATUS = {
+    "running": task_pb2.TASK_STATUS_RUNNING,
+    "completed": task_pb2.TASK_STATUS_COMPLETED,
+    "failed": task_pb2.TASK_STATUS_FAILED,
+}
+
+
+def _entries(sample: SampleTask) -> list[task_pb2.LogEntry]:
+    out = []
+    for i, (message, fields) in enumerate(sample.log):
+        entry = task_pb2.LogEntry(message=message)
+        if fields:
+            entry.fields.update(fields)
+        if sample.entry_ids:
+            entry.entry_id = sample.entry_ids[i]
+        out.append(entry)
+    return out
+
+
+def write(channel: grpc.Channel) -> int:
+    writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
+    made: list[str] = []
+    for sample in SAMPLES:
+        created = writer.CreateTask(
+            writer_service_pb2.CreateTaskRequest(
+                task_id=sample.task_id,
+                scope=sample.scope,
+                entity_id=sample.entity_id,
+                type=sample.type,
+                parent_id=made[sample.parent] if sample.parent is not None else "",
+                node_name=sample.node_name,
+                instance_id=sample.instance_id,
+                host_id=sample.host_id,
+            ),
+            timeout=10,
+        ).task
+        made.append(created.task_id)
+        if sample.status == "pending":
+            continue
+        writer.UpdateTask(
+            writer_service_pb2.UpdateTaskRequest(task_id=created.task_id, status=task_pb2.TASK_STATUS_RUNNING),
+            timeout=10,
+        )
+        if sample.log:
+            writer.AppendLogEntries(
+                writer_service_pb2.AppendLogEntriesRequest(task_id=created.task_id, entries=_entries(sample)),
+                timeout=10,
+            )
+        if sample.status in ("completed", "failed"):
+            update = writer_service_pb2.UpdateTaskRequest(task_id=created.task_id, status=_STATUS[sample.status])
+            if sample.error:
+                update.error.CopyFrom(task_pb2.TaskError(code="internal_error", message=sample.error))
+            writer.UpdateTask(update, timeout=10)
+    return len(made)
+
+
+def write_if_empty(target: str) -> int:
+    """Write the samples when the store holds no task at all; returns how many."""
+    with grpc.insecure_channel(target) as channel:
+        reader = task_service_pb2_grpc.TaskServiceStub(channel)
+        if reader.ListTasks(task_service_pb2.ListTasksRequest(page_size=1), timeout=10).tasks:
+            return 0
+        return write(channel)

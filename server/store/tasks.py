@@ -1,0 +1,282 @@
+"""Statements on tasks and log entries, and rows to model objects.
+
+Read statements are built once per shape (cached) so that the SQLite read path
+compiles each to SQL once. Every list is a keyset page on an index in
+(created_at, task_id) order: no OFFSET, no COUNT.
+"""
+
+from __future__ import annotations
+
+import functools
+import heapq
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from tasktrail.model import (
+    LogEntry,
+    Progress,
+    Result,
+    Scope,
+    Status,
+    Task,
+    TaskError,
+    TaskPage,
+    TaskQuery,
+)
+from tasktrail.store.engine import Reader, Row
+from tasktrail.store.schema import log_entries, tasks
+
+TASK_COLUMNS = (
+    tasks.c.task_id,
+    tasks.c.scope,
+    tasks.c.entity_id,
+    tasks.c.type,
+    tasks.c.status,
+    tasks.c.created_at,
+    tasks.c.updated_at,
+    tasks.c.status_changed_at,
+    tasks.c.parent_id,
+    tasks.c.node_name,
+    tasks.c.instance_id,
+    tasks.c.host_id,
+    tasks.c.started_at,
+    tasks.c.completed_at,
+    tasks.c.error,
+    tasks.c.progress,
+    tasks.c.result,
+    tasks.c.in_commit_phase,
+    tasks.c.worker_name,
+    tasks.c.expire_at,
+    tasks.c.last_entry_id,
+)
+
+_SCOPES = {s.value: s for s in Scope}
+_STATUSES = {s.value: s for s in Status}
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dump_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def task_from_row(row: Row) -> Task:
+    error, progress, result = row[14], row[15], row[16]
+    return Task(
+        task_id=row[0],
+        scope=_SCOPES[row[1]],
+        entity_id=row[2],
+        type=row[3],
+        status=_STATUSES[row[4]],
+        created_at=row[5],
+        updated_at=row[6],
+        status_changed_at=row[7],
+        parent_id=row[8],
+        node_name=row[9],
+        instance_id=row[10],
+        host_id=row[11],
+        started_at=row[12],
+        completed_at=row[13],
+        error=None if error is None else TaskError.from_json(json.loads(error)),
+        progress=None if progress is None else Progress.from_json(json.loads(progress)),
+        result=None if result is None else Result.from_json(json.loads(result)),
+        in_commit_phase=bool(row[17]),
+        worker_name=row[18],
+        expire_at=row[19],
+        last_entry_id=row[20],
+    )
+
+
+def task_values(task: Task) -> dict[str, Any]:
+    """A task as column values."""
+    return {
+        "task_id": task.task_id,
+        "scope": task.scope.value,
+        "entity_id": task.entity_id,
+        "type": task.type,
+        "status": task.status.value,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "status_changed_at": task.status_changed_at,
+        "parent_id": task.parent_id,
+        "node_name": task.node_name,
+        "instance_id": task.instance_id,
+        "host_id": task.host_id,
+        "started_at": task.started_at,
+        "completed_at": task.completed_at,
+        "error": None if task.error is None else dump_json(task.error.to_json()),
+        "progress": None if task.progress is None else dump_json(task.progress.to_json()),
+        "result": None if task.result is None else dump_json(task.result.to_json()),
+        "in_commit_phase": task.in_commit_phase,
+        "worker_name": task.worker_name,
+        "expire_at": task.expire_at,
+        "last_entry_id": task.last_entry_id,
+    }
+
+
+def _alive() -> ColumnElement[bool]:
+    return or_(tasks.c.expire_at.is_(None), tasks.c.expire_at > bindparam("now"))
+
+
+# -- reads --------------------------------------------------------------------
+
+_GET_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id"), _alive())
+_TASK_POSITION = select(tasks.c.scope, tasks.c.created_at, tasks.c.task_id).where(
+    tasks.c.task_id == bindparam("task_id")
+)
+
+
+def get_task(reader: Reader, task_id: str, now: int) -> Task | None:
+    rows = reader.rows(_GET_TASK, {"task_id": task_id, "now": now})
+    return task_from_row(rows[0]) if rows else None
+
+
+def task_position(reader: Reader, task_id: str) -> tuple[Scope, tuple[int, str]] | None:
+    """A task's scope and where it stands in list order, expired or not (a cursor stays a cursor)."""
+    rows = reader.rows(_TASK_POSITION, {"task_id": task_id})
+    return (_SCOPES[rows[0][0]], (rows[0][1], rows[0][2])) if rows else None
+
+
+@functools.lru_cache(maxsize=256)
+def _list_statement(
+    with_entity: bool, n_statuses: int, n_types: int, descending: bool, with_after: bool
+) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = [tasks.c.scope == bindparam("scope"), _alive()]
+    if with_entity:
+        conditions.append(tasks.c.entity_id == bindparam("entity_id"))
+    if n_statuses:
+        conditions.append(tasks.c.status.in_([bindparam(f"status_{i}") for i in range(n_statuses)]))
+    if n_types:
+        conditions.append(tasks.c.type.in_([bindparam(f"type_{i}") for i in range(n_types)]))
+    if with_after:
+        position = tuple_(tasks.c.created_at, tasks.c.task_id)
+        cursor = tuple_(bindparam("after_created_at"), bindparam("after_task_id"))
+        conditions.append(position < cursor if descending else position > cursor)
+    if descending:
+        order = (tasks.c.created_at.desc(), tasks.c.task_id.desc())
+    else:
+        order = (tasks.c.created_at.asc(), tasks.c.task_id.asc())
+    return select(*TASK_COLUMNS).where(and_(*conditions)).order_by(*order).limit(bindparam("limit"))
+
+
+def _list_one_scope(reader: Reader, query: TaskQuery, scope: Scope, now: int, limit: int) -> list[Task]:
+    stmt = _list_statement(
+        query.entity_id is not None, len(query.statuses), len(query.types), query.descending, query.after is not None
+    )
+    params: dict[str, Any] = {"scope": scope.value, "now": now, "limit": limit}
+    if query.entity_id is not None:
+        params["entity_id"] = query.entity_id
+    for i, status in enumerate(query.statuses):
+        params[f"status_{i}"] = status.value
+    for i, type_ in enumerate(query.types):
+        params[f"type_{i}"] = type_
+    if query.after is not None:
+        params["after_created_at"], params["after_task_id"] = query.after
+    return [task_from_row(r) for r in reader.rows(stmt, params)]
+
+
+def list_tasks(reader: Reader, query: TaskQuery, now: int) -> TaskPage:
+    """One page. Several scopes are merged from one index range each."""
+    want = query.limit + 1  # one more tells whether more follow
+    per_scope = [_list_one_scope(reader, query, scope, now, want) for scope in query.scopes]
+    if len(per_scope) == 1:
+        merged = per_scope[0]
+    else:
+        merged = list(heapq.merge(*per_scope, key=lambda t: t.position, reverse=query.descending))[:want]
+    return TaskPage(tasks=merged[: query.limit], has_more=len(merged) > query.limit)
+
+
+_LOG_COLUMNS = (log_entries.c.entry_id, log_entries.c.timestamp, log_entries.c.message, log_entries.c.fields)
+_LOG_FORWARD = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"))
+    .order_by(log_entries.c.entry_id.asc())
+    .limit(bindparam("limit"))
+)
+_LOG_FORWARD_FROM = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"), log_entries.c.entry_id >= bindparam("from_id"))
+    .order_by(log_entries.c.entry_id.asc())
+    .limit(bindparam("limit"))
+)
+_LOG_TAIL = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"))
+    .order_by(log_entries.c.entry_id.desc())
+    .limit(bindparam("limit"))
+)
+_LOG_TAIL_FROM = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"), log_entries.c.entry_id >= bindparam("from_id"))
+    .order_by(log_entries.c.entry_id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+def _entry(row: Row) -> LogEntry:
+    return LogEntry(entry_id=row[0], timestamp=row[1], message=row[2], fields=_json(row[3]))
+
+
+def log_forward(reader: Reader, task_id: str, from_id: str | None, limit: int) -> list[LogEntry]:
+    """Entries with id >= from_id (inclusive), oldest first."""
+    if from_id is None:
+        rows = reader.rows(_LOG_FORWARD, {"task_id": task_id, "limit": limit})
+    else:
+        rows = reader.rows(_LOG_FORWARD_FROM, {"task_id": task_id, "from_id": from_id, "limit": limit})
+    return [_entry(r) for r in rows]
+
+
+def log_tail(reader: Reader, task_id: str, from_id: str | None, limit: int) -> list[LogEntry]:
+    """The newest `limit` entries with id >= from_id (inclusive), oldest first."""
+    if from_id is None:
+        rows = reader.rows(_LOG_TAIL, {"task_id": task_id, "limit": limit})
+    else:
+        rows = reader.rows(_LOG_TAIL_FROM, {"task_id": task_id, "from_id": from_id, "limit": limit})
+    return [_entry(r) for r in reversed(rows)]
+
+
+# -- writes (inside a write transaction) -----------------------------------------
+
+_LOCK_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id")).with_for_update()
+
+
+def lock_task(conn: Connection, task_id: str) -> Task | None:
+    """Read a task under its row lock (FOR UPDATE on PostgreSQL; SQLite's
+    BEGIN IMMEDIATE already holds the database's write lock)."""
+    row = conn.execute(_LOCK_TASK, {"task_id": task_id}).first()
+    return None if row is None else task_from_row(tuple(row))
+
+
+def insert_task(conn: Connection, task: Task) -> None:
+    conn.execute(insert(tasks), [task_values(task)])
+
+
+def save_task(conn: Connection, before: Task, after: Task) -> None:
+    """Write the columns that changed."""
+    old, new = task_values(before), task_values(after)
+    changed = {k: v for k, v in new.items() if old[k] != v}
+    if changed:
+        conn.execute(update(tasks).where(tasks.c.task_id == after.task_id).values(**changed))
+
+
+def insert_entries(conn: Connection, task_id: str, entries: Sequence[LogEntry]) -> None:
+    if entries:
+        conn.execute(
+            insert(log_entries),
+            [
+                {
+                    "task_id": task_id,
+                    "entry_id": e.entry_id,
+                    "timestamp": e.timestamp,
+                    "message": e.message,
+                    "fields": dump_json(e.fields) if e.fields else None,
+                }
+                for e in entries
+            ],
+        )

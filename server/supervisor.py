@@ -1,0 +1,238 @@
+"""`tasktrail up`: migrate, start the server processes and Envoy, supervise
+them, and stop everything cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tasktrail import edge, migrate, sample
+from tasktrail.config import env, env_int
+from tasktrail.core import Limits
+
+log = logging.getLogger("tasktrail.up")
+
+# Children get SIGTERM when `up` dies, even by SIGKILL (Linux, util-linux setpriv).
+_SETPRIV = shutil.which("setpriv")
+DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
+
+
+def add_parser(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_database: Callable[[argparse.ArgumentParser], None],
+    add_limits: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    p = sub.add_parser("up", help="run everything: migrate, server process(es), Envoy; Ctrl-C stops it all")
+    add_database(p)
+    add_limits(p)
+    p.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address every port binds to")
+    p.add_argument("--rest-port", type=int, default=env_int("REST_PORT", 3000), help="control-plane REST API")
+    p.add_argument("--grpc-port", type=int, default=env_int("GRPC_PORT", 50051), help="native gRPC (every service)")
+    p.add_argument("--admin-port", type=int, default=env_int("ADMIN_PORT", 9901), help="Envoy's admin interface")
+    p.add_argument("--server-port", type=int, default=env_int("SERVER_PORT", 50061), help="first server process port")
+    p.add_argument("--replicas", type=int, default=env_int("REPLICAS", 1), help="server processes")
+    p.add_argument("--envoy-concurrency", type=int, default=env_int("ENVOY_CONCURRENCY", 1))
+    p.add_argument("--no-sample", dest="sample", action="store_false", help="do not write sample tasks")
+    p.add_argument("--access-log", action="store_true", help="Envoy access log on stdout")
+    p.add_argument("--shutdown-grace", type=float, default=float(env("SHUTDOWN_GRACE", "10")))
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [*DIE_WITH_PARENT, *self.argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches `up` only; it stops the children in order
+                env={**os.environ, **self.env},
+            )
+        self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_healthy(target: str, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited early; see {child.log_path}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"{child.name} did not become healthy within {timeout:.0f} s; see {child.log_path}")
+
+
+def wait_envoy_ready(admin: str, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"Envoy exited early (is a port taken?); see {child.log_path}")
+        try:
+            with urllib.request.urlopen(f"http://{admin}/ready", timeout=1.0) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"Envoy was not ready within {timeout:.0f} s; see {child.log_path}")
+
+
+def banner(args: argparse.Namespace, url: str, data_dir: Path) -> str:
+    rest = f"http://{args.host}:{args.rest_port}"
+    db = "example"
+    task = sample.DOC_TASK_ID
+    lines = [
+        "",
+        "tasktrail is up.",
+        f"  REST, control-plane API   {rest}",
+        f"  gRPC, every service       {args.host}:{args.grpc_port}",
+        f"  Envoy admin               http://{args.host}:{args.admin_port}",
+        f"  store                     {url}",
+        f"  logs                      {data_dir / 'logs'}",
+        "",
+        "Try:",
+        f"  curl {rest}/v1/databases/{db}/tasks",
+        f"  curl '{rest}/v1/databases/{db}/tasks?limit=5&after_task_id={sample.DOC_AFTER_TASK_ID}&sort_order=asc'",
+        f"  curl {rest}/v1/databases/{db}/tasks/{task}",
+        f"  curl {rest}/v1/databases/{db}/tasks/{task}/log",
+        f"  curl '{rest}/v1/databases/{db}/tasks/{task}/log?after_entry_id={sample.DOC_AFTER_ENTRY_ID}'",
+        f"  curl '{rest}/v1/databases/{db}/tasks/{task}/log?limit=10'",
+        f"  curl {rest}/v1/hosts/{sample.HOST_ID}/tasks",
+        f"  curl '{rest}/v1/tasks?scope=database&entity_id={db}'",
+        "",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def up(args: argparse.Namespace, url: str, limits: Limits) -> int:
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    revision = migrate.migrate(url)
+    log.info("schema at revision %s", revision)
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    servers: list[Child] = []
+    for i in range(args.replicas):
+        port = args.server_port + i
+        argv = [
+            sys.executable, "-m", "tasktrail", "serve",
+            "--database-url", url,
+            "--host", args.host,
+            "--port", str(port),
+            "--max-page-size", str(limits.max_page_size),
+            "--default-page-size", str(limits.default_page_size),
+            "--max-log-entries", str(limits.max_log_entries),
+            "--shutdown-grace", str(args.shutdown_grace),
+        ]  # fmt: skip
+        servers.append(Child(f"server-{i}", argv, data_dir / "logs" / f"server-{i}.log"))
+    config_path = data_dir / "envoy" / "envoy.yaml"
+    config_path.parent.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(
+        edge.render(
+            edge.EdgeConfig(
+                backends=[(args.host, args.server_port + i) for i in range(args.replicas)],
+                host=args.host,
+                rest_port=args.rest_port,
+                grpc_port=args.grpc_port,
+                admin_port=args.admin_port,
+                access_log=args.access_log,
+            )
+        )
+    )
+    envoy = Child("envoy", edge.envoy_command(config_path, args.envoy_concurrency), data_dir / "logs" / "envoy.log")
+    children = [*servers, envoy]
+    try:
+        for child in servers:
+            child.start()
+        for i, child in enumerate(servers):
+            wait_healthy(f"{args.host}:{args.server_port + i}", child)
+        envoy.start()
+        wait_envoy_ready(f"{args.host}:{args.admin_port}", envoy)
+        if args.sample:
+            wrote = sample.write_if_empty(f"{args.host}:{args.grpc_port}")
+            if wrote:
+                log.info("wrote %d sample tasks (database %s, host %s)", wrote, "example", sample.HOST_ID)
+        print(banner(args, url, data_dir), flush=True)
+        supervise(children, lambda: stopping)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        # Envoy first, so no new traffic arrives while servers drain.
+        envoy.stop(5.0)
+        for child in servers:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.terminate()
+        for child in servers:
+            child.stop(args.shutdown_grace)
+        log.info("stopped")
+    return 0
+
+
+def supervise(children: list[Child], stopping: Callable[[], bool]) -> None:
+    """Restart a child that dies, with a backoff, until told to stop."""
+    while not stopping():
+        for child in children:
+            if child.proc is not None and child.proc.poll() is not None and not stopping():
+                code = child.proc.returncode
+                backoff = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                if time.monotonic() - child.started_at > 60:
+                    child.restarts = 0  # it ran a good while: start over
+                    backoff = 0.5
+                log.warning("%s exited (%s); restarting in %.1f s, see %s", child.name, code, backoff, child.log_path)
+                time.sleep(backoff)
+                child.restarts += 1
+                child.start()
+        time.sleep(0.2)
