@@ -160,7 +160,8 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         after = None
         if listing.after_task_id is not None:
             try:
-                after = await self.core.position_of(listing.after_task_id, scopes)
+                # Any control-plane task names a position, whichever list it is in.
+                after = await self.core.position_of(listing.after_task_id, CONTROL_PLANE_SCOPES)
             except errors.InvalidArgument:
                 raise designed(
                     "invalid_input",

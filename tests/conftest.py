@@ -1,0 +1,119 @@
+"""Shared fixtures: a real SQLite store for core tests, and the real stack
+(`tasktrail up`: server processes and Envoy) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tasktrail import migrate
+from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'tasktrail.db'}"
+    migrate.migrate(url)
+    return url
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # grpc.aio runs on asyncio
+
+
+@dataclass
+class Stack:
+    """A running `tasktrail up`."""
+
+    rest: str
+    grpc_target: str
+    admin: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    channel: grpc.Channel
+
+    @property
+    def writer(self) -> writer_service_pb2_grpc.TaskWriterServiceStub:
+        return writer_service_pb2_grpc.TaskWriterServiceStub(self.channel)
+
+    @property
+    def reader(self) -> task_service_pb2_grpc.TaskServiceStub:
+        return task_service_pb2_grpc.TaskServiceStub(self.channel)
+
+
+def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, str] | None = None) -> Stack:
+    rest, grpc_port, admin = free_port(), free_port(), free_port()
+    server_port = free_port()
+    argv = [
+        sys.executable, "-m", "tasktrail", "up",
+        "--data-dir", str(data_dir),
+        "--rest-port", str(rest),
+        "--grpc-port", str(grpc_port),
+        "--admin-port", str(admin),
+        "--server-port", str(server_port),
+        "--replicas", str(replicas),
+        "--shutdown-grace", "2",
+        *extra,
+    ]  # fmt: skip
+    with open(data_dir / "up.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tasktrail up exited: {(data_dir / 'up.log').read_text()}")
+        if b"tasktrail is up." in (data_dir / "up.log").read_bytes():
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise TimeoutError((data_dir / "up.log").read_text())
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    return Stack(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}", data_dir, proc, channel)
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.channel.close()
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGINT)
+        try:
+            stack.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()
+            stack.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack with the sample data, shared by the end-to-end tests."""
+    running = start_stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    stop_stack(running)
+
+
+def http_get(url: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()
