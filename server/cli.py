@@ -62,6 +62,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tasktrail.migrate import SchemaOutdated
+
+    try:
+        return _main(argv)
+    except SchemaOutdated as exc:
+        print(f"tasktrail: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

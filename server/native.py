@@ -160,14 +160,14 @@ def to_pb_entry(entry: LogEntry) -> task_pb2.LogEntry:
 
 
 def _scope(value: int) -> Scope:
-    scope = SCOPE_FROM_PB.get(value)  # type: ignore[call-overload]
+    scope = SCOPE_FROM_PB.get(task_pb2.Scope.ValueType(value))
     if scope is None:
         raise errors.InvalidArgument("scope is required")
     return scope
 
 
 def _status(value: int) -> Status:
-    status = STATUS_FROM_PB.get(value)  # type: ignore[call-overload]
+    status = STATUS_FROM_PB.get(task_pb2.TaskStatus.ValueType(value))
     if status is None:
         raise errors.InvalidArgument(f"unknown status {value}")
     return status

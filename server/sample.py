@@ -58,7 +58,7 @@ DOC_LOG: list[tuple[str, dict[str, Any]]] = [
 class SampleTask:
     type: str
     status: str  # the end state: pending, running, completed, failed
-    scope: int = task_pb2.SCOPE_DATABASE
+    scope: task_pb2.Scope.ValueType = task_pb2.SCOPE_DATABASE
     entity_id: str = DATABASE_ID
     task_id: str = ""
     node_name: str = ""

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio
+
+# grpc-stubs predates the asyncio health servicer.
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import create_async_engine
 

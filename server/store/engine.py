@@ -30,7 +30,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import Select
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -39,7 +39,7 @@ Row = tuple[Any, ...]
 class Reader(Protocol):
     """Runs read statements inside one snapshot."""
 
-    def rows(self, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Row]: ...
+    def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +109,9 @@ class _SqliteReader:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         # id(stmt) -> (stmt, SQL, default parameters such as OFFSET's 0)
-        self._compiled: dict[int, tuple[Executable, str, dict[str, Any]]] = {}
+        self._compiled: dict[int, tuple[Select[Any], str, dict[str, Any]]] = {}
 
-    def _sql(self, stmt: Executable) -> tuple[str, dict[str, Any]]:
+    def _sql(self, stmt: Select[Any]) -> tuple[str, dict[str, Any]]:
         hit = self._compiled.get(id(stmt))
         if hit is None or hit[0] is not stmt:
             compiled = stmt.compile(dialect=_SQLITE_NAMED)
@@ -120,7 +120,7 @@ class _SqliteReader:
             hit = self._compiled[id(stmt)] = (stmt, str(compiled), defaults)
         return hit[1], hit[2]
 
-    def rows(self, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Row]:
+    def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
         sql, defaults = self._sql(stmt)
         return self._conn.execute(sql, {**defaults, **params} if defaults else params).fetchall()
 
@@ -189,7 +189,7 @@ class _SaReader:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
-    def rows(self, stmt: Executable, params: Mapping[str, Any]) -> Sequence[Row]:
+    def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
         return [tuple(r) for r in self._conn.execute(stmt, dict(params))]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import urllib.parse
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -27,7 +28,7 @@ INVALID_ID = (
 
 
 @pytest.fixture(scope="module")
-def http(stack: Stack) -> httpx.Client:
+def http(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.rest, timeout=10) as client:
         yield client
 
@@ -175,7 +176,10 @@ def test_unknown_entity_lists_nothing(http: httpx.Client) -> None:
 
 def test_entity_id_requires_scope(http: httpx.Client) -> None:
     designed(
-        http.get("/v1/tasks", params={"entity_id": "example"}), 400, "invalid_input", "entity_id requires scope to be set"
+        http.get("/v1/tasks", params={"entity_id": "example"}),
+        400,
+        "invalid_input",
+        "entity_id requires scope to be set",
     )
 
 
@@ -191,11 +195,13 @@ def test_cursor_that_names_no_task(http: httpx.Client) -> None:
 
 def test_unknown_query_parameters_and_empty_values(http: httpx.Client) -> None:
     plain = http.get("/v1/databases/example/tasks").json()
-    odd = http.get("/v1/databases/example/tasks", params={"bogus": "1", "limit": "", "sort_order": "", "after_task_id": ""})
+    odd = http.get(
+        "/v1/databases/example/tasks", params={"bogus": "1", "limit": "", "sort_order": "", "after_task_id": ""}
+    )
     assert (odd.status_code, odd.json()) == (200, plain)
 
 
-def new_task(stack: Stack, status: int | None = None, commit: bool = False) -> str:
+def new_task(stack: Stack, status: task_pb2.TaskStatus.ValueType | None = None, commit: bool = False) -> str:
     task = stack.writer.CreateTask(
         writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="cancels", type="update"),
         timeout=10,
@@ -261,9 +267,17 @@ def test_cancel_refusals(stack: Stack, http: httpx.Client) -> None:
         "task is in its commit phase and cannot be cancelled",
     )
     designed(
-        http.get(f"/v1/databases/cancels/tasks/{uuid.uuid4()}/cancel"), 404, "not_found", "no task found with the given ID"
+        http.get(f"/v1/databases/cancels/tasks/{uuid.uuid4()}/cancel"),
+        404,
+        "not_found",
+        "no task found with the given ID",
     )
-    designed(http.get("/v1/databases/cancels/tasks/abc/cancel"), 400, "invalid_input", "invalid task ID: invalid UUID length: 3")
+    designed(
+        http.get("/v1/databases/cancels/tasks/abc/cancel"),
+        400,
+        "invalid_input",
+        "invalid task ID: invalid UUID length: 3",
+    )
     framework(
         http.get(f"/v1/databases/cancels/tasks/{'x' * 37}/cancel"),
         "invalid_length",
@@ -302,9 +316,9 @@ def test_bad_body_on_post_cancel(stack: Stack, http: httpx.Client) -> None:
     assert reply.json()["name"] == "bad_request"
 
 
-SEGMENT = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=0, max_size=50
-).map(lambda s: urllib.parse.quote(s, safe=""))
+SEGMENT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=50).map(
+    lambda s: urllib.parse.quote(s, safe="")
+)
 PATHS = st.sampled_from(
     [
         "/v1/databases/{a}/tasks",

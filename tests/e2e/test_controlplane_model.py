@@ -185,7 +185,11 @@ class ControlPlaneModel(RuleBasedStateMachine):
             entity = f"{HOST}-{self.run}"
             return f"/v1/hosts/{entity}/tasks", {}, [t for t in self.tasks.values() if t.entity == entity]
         entity = self.db(0)
-        return "/v1/tasks", {"scope": "database", "entity_id": entity}, [t for t in self.tasks.values() if t.entity == entity]
+        return (
+            "/v1/tasks",
+            {"scope": "database", "entity_id": entity},
+            [t for t in self.tasks.values() if t.entity == entity],
+        )
 
     def expected_page(
         self, pool: list[ModelTask], ascending: bool, limit: int | None, cursor: str | None
@@ -208,7 +212,9 @@ class ControlPlaneModel(RuleBasedStateMachine):
                 value = ((at_us // 1000) << 80) | (0x7 << 76) | (0b10 << 62) | self.rng.getrandbits(62)
                 return str(uuid.UUID(int=value))
             ticks = at_us * 10 + GREGORIAN
-            return str(uuid.UUID(fields=(ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, (ticks >> 48) | 0x1000, 0x80, 0, 1)))
+            return str(
+                uuid.UUID(fields=(ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, (ticks >> 48) | 0x1000, 0x80, 0, 1))
+            )
         return None
 
     @rule(data=st.data(), which=st.integers(0, 3))
@@ -247,7 +253,8 @@ class ControlPlaneModel(RuleBasedStateMachine):
             cursor = page[-1]
         expected = self.expected_page(pool, order in ASC, 10**6, None)[0]
         assert seen == expected, "\n".join(
-            f"{a} {b} {self.tasks[a].position if a in self.tasks else '?'}" for a, b in zip(seen, expected, strict=False)
+            f"{a} {b} {self.tasks[a].position if a in self.tasks else '?'}"
+            for a, b in zip(seen, expected, strict=False)
         )
         assert sorted(seen) == sorted(t.task_id for t in pool)
 
@@ -264,7 +271,14 @@ class ControlPlaneModel(RuleBasedStateMachine):
         others = [e for t in self.tasks.values() for e in t.entries]
         after = data.draw(
             st.sampled_from(
-                [None, *task.entries[-2:], *(task.entries[:2]), *(others[:3]), str(uuid.uuid4()), "0" * 8 + "-0000-4000-8000-" + "0" * 12]
+                [
+                    None,
+                    *task.entries[-2:],
+                    *(task.entries[:2]),
+                    *(others[:3]),
+                    str(uuid.uuid4()),
+                    "0" * 8 + "-0000-4000-8000-" + "0" * 12,
+                ]
             )
         )
         limit = data.draw(st.sampled_from([None, -1, 0, 1, 2, 3, 9]))

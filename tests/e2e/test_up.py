@@ -1,0 +1,106 @@
+"""`tasktrail up`: samples once, survives a crashed server process without
+losing an acknowledged write, refuses an old schema, and stops everything."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
+from tests.conftest import start_stack, stop_stack
+
+pytestmark = pytest.mark.e2e
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def count_tasks(stub: object) -> int:
+    reply = stub.ListTasks(task_service_pb2.ListTasksRequest(page_size=1000), timeout=10)  # type: ignore[attr-defined]
+    return len(reply.tasks)
+
+
+def test_samples_once_and_survives_a_killed_server(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path)
+    try:
+        samples = count_tasks(stack.reader)
+        assert samples == 9
+        task = stack.writer.CreateTask(
+            writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="durable", type="create"),
+            timeout=10,
+        ).task
+        ids = stack.writer.AppendLogEntries(
+            writer_service_pb2.AppendLogEntriesRequest(
+                task_id=task.task_id, entries=[task_pb2.LogEntry(message=f"line {i}") for i in range(100)]
+            ),
+            timeout=10,
+        ).entry_ids
+        [server] = [p for p in children(stack.proc.pid) if "serve" in cmdline(p)]
+        os.kill(server, signal.SIGKILL)  # no chance to flush anything
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                log = stack.reader.GetTaskLog(task_service_pb2.GetTaskLogRequest(task_id=task.task_id), timeout=2)
+                break
+            except grpc.RpcError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("the supervisor did not bring the server back")
+        assert [e.entry_id for e in log.entries] == list(ids)
+        assert [p for p in children(stack.proc.pid) if "serve" in cmdline(p)] != [server]
+    finally:
+        stop_stack(stack)
+    # Started again on the same store: no second set of samples.
+    again = start_stack(tmp_path)
+    try:
+        assert count_tasks(again.reader) == samples + 1
+    finally:
+        stop_stack(again)
+
+
+def test_no_sample_and_clean_stop(tmp_path: Path) -> None:
+    stack = start_stack(tmp_path, "--no-sample")
+    kids = children(stack.proc.pid)
+    try:
+        assert count_tasks(stack.reader) == 0
+        assert len(kids) == 2  # one server, one Envoy
+    finally:
+        stop_stack(stack)
+    assert stack.proc.returncode == 0
+    for pid in kids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in (Path(f"/proc/{pid}") / "status").read_text().lower()
+
+
+def test_serve_refuses_an_unmigrated_store(tmp_path: Path) -> None:
+    reply = subprocess.run(
+        [sys.executable, "-m", "tasktrail", "serve", "--data-dir", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert reply.returncode != 0
+    assert "run `tasktrail migrate` first" in reply.stderr

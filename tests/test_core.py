@@ -1,0 +1,90 @@
+"""Core operations on a real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tasktrail import errors
+from tasktrail.core import Limits, TaskCore
+from tasktrail.model import CONTROL_PLANE_SCOPES, NewLogEntry, NewTask, Scope, Status, TaskChanges, TaskQuery
+from tasktrail.store import open_store
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def core(database_url: str) -> AsyncIterator[TaskCore]:
+    store = open_store(database_url)
+    yield TaskCore(store, Limits(max_log_entries=3))
+    await store.close()
+
+
+async def test_lists_merge_scopes_in_one_order(core: TaskCore) -> None:
+    made = []
+    for i in range(6):
+        scope = Scope.DATABASE if i % 2 else Scope.HOST
+        made.append(await core.create_task(NewTask(scope=scope, entity_id=f"e{i % 3}", type="t")))
+    await core.create_task(NewTask(scope=Scope.ACCOUNT, entity_id="acct", type="t"))
+    page = await core.list_tasks(TaskQuery(scopes=CONTROL_PLANE_SCOPES, limit=4))
+    assert [t.task_id for t in page.tasks] == [t.task_id for t in reversed(made)][:4]
+    assert page.has_more
+    rest = await core.list_tasks(TaskQuery(scopes=CONTROL_PLANE_SCOPES, limit=4, after=page.tasks[-1].position))
+    assert [t.task_id for t in rest.tasks] == [t.task_id for t in reversed(made)][4:]
+    assert not rest.has_more
+
+
+async def test_read_log_forward_and_tail(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    await core.update_task(task.task_id, TaskChanges(status=Status.RUNNING))
+    ids = await core.append_log(task.task_id, [NewLogEntry(str(i)) for i in range(7)])
+    first = await core.read_log(task.task_id)
+    assert ([e.entry_id for e in first.entries], first.last_entry_id, first.has_more) == (ids[:3], ids[2], True)
+    nxt = await core.read_log(task.task_id, after_entry_id=first.last_entry_id)
+    assert [e.entry_id for e in nxt.entries] == ids[3:6]
+    last = await core.read_log(task.task_id, after_entry_id=ids[5])
+    assert ([e.entry_id for e in last.entries], last.last_entry_id, last.has_more) == ([ids[6]], ids[6], False)
+    caught_up = await core.read_log(task.task_id, after_entry_id=ids[6])
+    assert (caught_up.entries, caught_up.last_entry_id) == ([], ids[6])
+    tail = await core.read_log(task.task_id, limit=2, tail=True)
+    assert [e.entry_id for e in tail.entries] == ids[5:]
+    tail_after = await core.read_log(task.task_id, after_entry_id=ids[1], limit=2, tail=True)
+    assert [e.entry_id for e in tail_after.entries] == ids[5:]  # the newest, not the next: pgEdge's limit
+    tail_caught_up = await core.read_log(task.task_id, after_entry_id=ids[6], limit=2, tail=True)
+    assert (tail_caught_up.entries, tail_caught_up.last_entry_id) == ([], ids[6])
+
+
+async def test_visibility(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.ACCOUNT, entity_id="acct-1", type="t"))
+    assert (await core.get_task(task.task_id)).task_id == task.task_id
+    with pytest.raises(errors.NotFound):
+        await core.get_task(task.task_id, CONTROL_PLANE_SCOPES)
+    with pytest.raises(errors.NotFound):
+        await core.get_task(task.task_id, (Scope.ACCOUNT,), "acct-2")
+    with pytest.raises(errors.NotFound):
+        await core.cancel(task.task_id, scopes=CONTROL_PLANE_SCOPES)
+    assert (await core.get_task(task.task_id)).status is Status.PENDING
+
+
+async def test_positions(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    assert await core.position_of(task.task_id, CONTROL_PLANE_SCOPES) == task.position
+    v1 = "404ecbe0-5cda-11f0-900b-a74a79e3bdba"
+    at, _ = await core.position_of(v1, CONTROL_PLANE_SCOPES)
+    assert 1_752_000_000_000_000 < at < 1_753_000_000_000_000
+    with pytest.raises(errors.InvalidArgument):
+        await core.position_of("9d1b1c3e-6a4f-4b8e-8f3a-2f1d5c6b7a80", CONTROL_PLANE_SCOPES)
+    crdb = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="g", type="t", task_id="my-task"))
+    with pytest.raises(errors.InvalidArgument):  # not a task this face shows, and not a UUID
+        await core.position_of(crdb.task_id, CONTROL_PLANE_SCOPES)
+
+
+async def test_append_batch_is_atomic(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    await core.update_task(task.task_id, TaskChanges(status=Status.RUNNING))
+    with pytest.raises(errors.InvalidArgument):
+        await core.append_log(
+            task.task_id, [NewLogEntry("ok"), NewLogEntry("bad", entry_id="00000000-0000-4000-8000-000000000000")]
+        )
+    assert (await core.read_log(task.task_id)).entries == []
