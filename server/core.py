@@ -48,6 +48,8 @@ class Limits:
     default_page_size: int = 100
     max_log_entries: int = 1000
     max_append_batch: int = 1000
+    # Terminal tasks kept in memory per process (they never change).
+    finished_cache_size: int = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,33 @@ class CancelResult:
     task: Task
     # False when the task was already canceling: nothing changed.
     requested: bool
+
+
+class FinishedTasks:
+    """Terminal tasks, served from memory: a terminal task never changes again
+    (every write to one is refused), in this process or any other, so a copy
+    never goes stale. Only its expiry ends it, and that is checked on each hit.
+    Oldest first out when full."""
+
+    __slots__ = ("_items", "_size")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: dict[str, Task] = {}
+
+    def get(self, task_id: str, now: int) -> Task | None:
+        task = self._items.get(task_id)
+        if task is not None and task.expire_at is not None and task.expire_at <= now:
+            del self._items[task_id]
+            return None
+        return task
+
+    def put(self, task: Task) -> None:
+        if self._size <= 0:
+            return
+        if len(self._items) >= self._size:
+            del self._items[next(iter(self._items))]
+        self._items[task.task_id] = task
 
 
 def valid_identifier(value: str) -> bool:
@@ -66,6 +95,7 @@ class TaskCore:
         self.store = store
         self.limits = limits or Limits()
         self._ids = IdGenerator()
+        self._finished = FinishedTasks(self.limits.finished_cache_size)
 
     # -- writer operations ---------------------------------------------------
 
@@ -134,12 +164,17 @@ class TaskCore:
 
     async def get_task(self, task_id: str, scopes: Sequence[Scope] | None = None, entity_id: str | None = None) -> Task:
         now = now_us()
-        task = await self.store.read(lambda r: q.get_task(r, task_id, now))
+        task = self._finished.get(task_id, now)
+        if task is None:
+            task = await self.store.read(lambda r: q.get_task(r, task_id, now))
+            if task is not None and task.status.terminal:
+                self._finished.put(task)
         return _visible(task, task_id, scopes, entity_id)
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         now = now_us()
-        return await self.store.read(lambda r: q.list_tasks(r, query, now))
+        read = self.store.snapshot if len(query.scopes) > 1 else self.store.read
+        return await read(lambda r: q.list_tasks(r, query, now))
 
     async def position_of(self, task_id: str, scopes: Sequence[Scope]) -> tuple[int, str]:
         """The list position an `after_task_id` cursor names.
@@ -194,7 +229,7 @@ class TaskCore:
             last = entries[-1].entry_id if entries else (read[-1].entry_id if read else None)
             return LogPage(task=task, entries=entries, last_entry_id=last, has_more=has_more)
 
-        return await self.store.read(rx)
+        return await self.store.snapshot(rx)
 
     async def cancel(
         self,

@@ -62,7 +62,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def read(self, fn: Callable[[Reader], T]) -> T:
-        """Run `fn` in one read snapshot."""
+        """Run `fn`, which makes one statement (its own snapshot)."""
+
+    @abc.abstractmethod
+    async def snapshot(self, fn: Callable[[Reader], T]) -> T:
+        """Run `fn`, which may make several statements, in one read snapshot."""
 
     @abc.abstractmethod
     async def close(self) -> None:
@@ -146,6 +150,8 @@ class SqliteStore(Store):
         # A reader waits briefly, never long: it runs on the event loop.
         conn.execute("PRAGMA busy_timeout = 200")
         conn.execute("PRAGMA query_only = ON")
+        # Map the file: a point read then copies no pages through read(2).
+        conn.execute("PRAGMA mmap_size = 1073741824")
         self._reader_conn = conn
         self._reader_thread = threading.get_ident()
         self._reader = _SqliteReader(conn)
@@ -158,14 +164,23 @@ class SqliteStore(Store):
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
+    # Each sqlite3 call releases the GIL, and each release hands it to gRPC's
+    # poller thread and back: a single-statement read makes no BEGIN/COMMIT.
     async def read(self, fn: Callable[[Reader], T]) -> T:
-        return self.read_now(fn)
+        return fn(self._current_reader())
 
-    def read_now(self, fn: Callable[[Reader], T]) -> T:
-        """Run a read in one snapshot, on the calling (event-loop) thread."""
+    async def snapshot(self, fn: Callable[[Reader], T]) -> T:
+        return self.snapshot_now(fn)
+
+    def _current_reader(self) -> _SqliteReader:
         reader = self._reader
         if reader is None or self._reader_thread != threading.get_ident():
             reader = self._open_reader()
+        return reader
+
+    def snapshot_now(self, fn: Callable[[Reader], T]) -> T:
+        """Run reads in one snapshot, on the calling (event-loop) thread."""
+        reader = self._current_reader()
         conn = self._reader_conn
         assert conn is not None
         conn.execute("BEGIN")
@@ -206,6 +221,9 @@ class PostgresStore(Store):
             return await conn.run_sync(fn)
 
     async def read(self, fn: Callable[[Reader], T]) -> T:
+        return await self.snapshot(fn)
+
+    async def snapshot(self, fn: Callable[[Reader], T]) -> T:
         async with self._engine.connect() as conn, conn.begin():
             return await conn.run_sync(lambda sync_conn: fn(_SaReader(sync_conn)))
 

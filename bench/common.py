@@ -1,0 +1,199 @@
+"""Helpers for the benchmarks: free ports, processes, Envoy, seeding, load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from sqlalchemy import insert
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tasktrail import edge, migrate
+from tasktrail.ids import IdGenerator
+from tasktrail.model import Scope, Status, Task
+from tasktrail.store import open_store
+from tasktrail.store import tasks as q
+from tasktrail.store.schema import tasks as tasks_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def process(argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def wait_grpc_healthy(target: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=1).status == 1:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.1)
+    raise TimeoutError(f"{target} never became healthy")
+
+
+@dataclass
+class Edge:
+    rest: str
+    grpc: str
+    admin: str
+
+
+@contextmanager
+def envoy(workdir: Path, backends: Sequence[int], name: str) -> Iterator[Edge]:
+    rest, grpc_port, admin = free_port(), free_port(), free_port()
+    config = workdir / f"envoy-{name}.yaml"
+    config.write_text(
+        edge.render(
+            edge.EdgeConfig(
+                backends=[("127.0.0.1", p) for p in backends], rest_port=rest, grpc_port=grpc_port, admin_port=admin
+            )
+        )
+    )
+    with process(edge.envoy_command(config), workdir / f"envoy-{name}.log"):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as reply:
+                    if reply.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise TimeoutError("Envoy never became ready")
+        # The cluster's first health check must have passed too.
+        time.sleep(1.5)
+        yield Edge(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}")
+
+
+@contextmanager
+def server(database_url: str, workdir: Path, name: str = "server", *extra: str) -> Iterator[int]:
+    port = free_port()
+    argv = [sys.executable, "-m", "tasktrail", "serve", "--database-url", database_url, "--port", str(port), *extra]
+    with process(argv, workdir / f"{name}.log") as proc:
+        wait_grpc_healthy(f"127.0.0.1:{port}")
+        yield port
+        assert proc.poll() is None, f"{name} died; see {workdir / (name + '.log')}"
+
+
+def seed(
+    database_url: str, databases: int, per_database: int, batch: int = 20_000, running_every: int = 0
+) -> list[tuple[str, str, bool]]:
+    """Write tasks straight into the store, in creation order (every `running_every`-th one still
+    running); returns (database, task_id, running) samples."""
+    migrate.migrate(database_url)
+
+    async def go() -> list[tuple[str, str, bool]]:
+        store = open_store(database_url)
+        ids = IdGenerator()
+        picked: list[tuple[str, str, bool]] = []
+        total = databases * per_database
+        start_us = time.time_ns() // 1000 - total * 1000
+        rows: list[Task] = []
+        for n in range(total):
+            created = start_us + n * 1000
+            db = f"db-{n % databases:04d}"
+            running = running_every > 0 and n % running_every == 0
+            task = Task(
+                task_id=ids.new(created // 1000),
+                scope=Scope.DATABASE,
+                entity_id=db,
+                type="update",
+                status=Status.RUNNING if running else Status.COMPLETED,
+                created_at=created,
+                updated_at=created,
+                status_changed_at=created,
+                started_at=created,
+                completed_at=None if running else created + 500,
+            )
+            rows.append(task)
+            if n % max(1, total // 4000) == 0 or (running and n % max(1, total // 400) == 0):
+                picked.append((db, task.task_id, running))
+            if len(rows) >= batch:
+                chunk, rows = rows, []
+                await store.write(lambda conn, c=chunk: conn.execute(insert(tasks_table), [q.task_values(t) for t in c]))
+        if rows:
+            await store.write(lambda conn: conn.execute(insert(tasks_table), [q.task_values(t) for t in rows]))
+        await store.close()
+        return picked
+
+    return asyncio.run(go())
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, capture_output=True, timeout=600)
+        found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("the benchmarks need wrk (Debian: apt-get install wrk)")
+    return found
+
+
+@dataclass
+class Load:
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def wrk(url: str, *, connections: int = 32, seconds: int = 10, script: Path | None = None) -> Load:
+    argv = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    if script is not None:
+        argv += ["-s", str(script)]
+    out = subprocess.run([*argv, url], check=True, capture_output=True, text=True, timeout=seconds + 60).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    if socket_errors:
+        errors += sum(int(x) for x in socket_errors.groups())
+    return Load(rps, p50, p99, errors)

@@ -1,0 +1,92 @@
+"""GET /v1/databases/{id}/tasks/{task_id} through Envoy, on a store of 100,000
+tasks, under concurrent load, against a floor measured in the same run: the
+same Envoy in front of a gRPC handler that returns a constant task.
+
+Two kinds of reads: finished tasks (a terminal task never changes, so each
+server process keeps the ones it has read in memory) and running tasks (read
+from the store every time, as a client polling for progress does).
+
+    .venv/bin/python -m bench.get_task [--tasks 100000] [--seconds 10] [--connections 32] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.common import ROOT, Load, envoy, free_port, process, seed, server, wait_grpc_healthy, wrk
+
+
+def lua_paths(path: Path, urls: list[str]) -> Path:
+    body = ",\n".join(json.dumps(u) for u in urls)
+    path.write_text(
+        "local paths = {\n" + body + "\n}\n"
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i + 1\n"
+        "  return wrk.format('GET', paths[(i % #paths) + 1])\n"
+        "end\n"
+    )
+    return path
+
+
+def summary(loads: list[Load]) -> tuple[float, float, float, int]:
+    return (
+        statistics.median(x.requests_per_s for x in loads),
+        statistics.median(x.p50_ms for x in loads),
+        statistics.median(x.p99_ms for x in loads),
+        sum(x.errors for x in loads),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating floor / tasktrail runs")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="tasktrail-bench-") as tmp:
+        work = Path(tmp)
+        url = f"sqlite:///{work / 'tasktrail.db'}"
+        print(f"seeding {args.tasks:,} tasks (1 in 10 running) ...", file=sys.stderr)
+        picked = seed(url, databases=100, per_database=args.tasks // 100, running_every=10)
+        random.Random(1).shuffle(picked)
+        finished = lua_paths(work / "finished.lua", [f"/v1/databases/{d}/tasks/{t}" for d, t, r in picked if not r])
+        running = lua_paths(work / "running.lua", [f"/v1/databases/{d}/tasks/{t}" for d, t, r in picked if r])
+
+        floor_port = free_port()
+        floor_argv = [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(floor_port)]
+        runs: dict[str, list[Load]] = {"floor": [], "finished": [], "running": []}
+        with process(floor_argv, work / "floor.log"), server(url, work) as tt_port:
+            wait_grpc_healthy(f"127.0.0.1:{floor_port}")
+            with envoy(work, [floor_port], "floor") as floor_edge, envoy(work, [tt_port], "tt") as tt_edge:
+                targets = {"floor": (floor_edge.rest, finished), "finished": (tt_edge.rest, finished)}
+                targets["running"] = (tt_edge.rest, running)
+                for url_, script in targets.values():  # warm up (the finished tasks enter memory here)
+                    wrk(url_, connections=args.connections, seconds=3, script=script)
+                for _ in range(args.rounds):  # alternate, so that drift hits every variant alike
+                    for name, (url_, script) in targets.items():
+                        runs[name].append(wrk(url_, connections=args.connections, seconds=args.seconds, script=script))
+
+    floor = summary(runs["floor"])
+    print(
+        f"GET one task through Envoy: {args.tasks:,} tasks in SQLite, {args.connections} connections, "
+        f"{args.rounds} rounds x {args.seconds} s"
+    )
+    print(f"  {'':26} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
+    for name, label in (("floor", "floor (constant task)"), ("finished", "finished tasks"), ("running", "running tasks")):
+        rps, p50, p99, errors = summary(runs[name])
+        ratios = [t.requests_per_s / f.requests_per_s for f, t in zip(runs["floor"], runs[name], strict=True)]
+        print(f"  {label:26} {rps:8.0f} {statistics.median(ratios):6.2f} {p50:7.2f} {p99:7.2f} {errors:6d}")
+    print(f"  (floor median {floor[0]:.0f} req/s; ratio = tasktrail / floor, per round, median)")
+
+
+if __name__ == "__main__":
+    main()
