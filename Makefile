@@ -95,7 +95,7 @@ gen-check: gen
 	@test -z "$$(git status --porcelain -- gen)" || { git status --porcelain -- gen; echo "gen/ has untracked files: run make gen and commit it"; exit 1; }
 
 bench: $(STAMP)
-	$(PY) bench/run_all.py
+	$(PY) -m bench.run_all
 
 clean:
 	rm -rf .build .pytest_cache .mypy_cache .ruff_cache

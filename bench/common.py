@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from sqlalchemy import insert
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import insert
 
 from tasktrail import edge, migrate
 from tasktrail.ids import IdGenerator
@@ -145,7 +145,9 @@ def seed(
                 picked.append((db, task.task_id, running))
             if len(rows) >= batch:
                 chunk, rows = rows, []
-                await store.write(lambda conn, c=chunk: conn.execute(insert(tasks_table), [q.task_values(t) for t in c]))
+                await store.write(
+                    lambda conn, c=chunk: conn.execute(insert(tasks_table), [q.task_values(t) for t in c])
+                )
         if rows:
             await store.write(lambda conn: conn.execute(insert(tasks_table), [q.task_values(t) for t in rows]))
         await store.close()

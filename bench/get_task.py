@@ -81,7 +81,11 @@ def main() -> None:
         f"{args.rounds} rounds x {args.seconds} s"
     )
     print(f"  {'':26} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
-    for name, label in (("floor", "floor (constant task)"), ("finished", "finished tasks"), ("running", "running tasks")):
+    for name, label in (
+        ("floor", "floor (constant task)"),
+        ("finished", "finished tasks"),
+        ("running", "running tasks"),
+    ):
         rps, p50, p99, errors = summary(runs[name])
         ratios = [t.requests_per_s / f.requests_per_s for f, t in zip(runs["floor"], runs[name], strict=True)]
         print(f"  {label:26} {rps:8.0f} {statistics.median(ratios):6.2f} {p50:7.2f} {p99:7.2f} {errors:6d}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tasktrail.config import ServerSettings, default_database_url, env, env_int
 from tasktrail.core import Limits
+from tasktrail.store.engine import StoreOptions
 
 
 def _add_database(p: argparse.ArgumentParser) -> None:
@@ -19,6 +20,12 @@ def _add_database(p: argparse.ArgumentParser) -> None:
         default=env("DATABASE_URL", ""),
         help="sqlite:///path or postgresql+asyncpg://… (default: a SQLite file in --data-dir)",
     )
+    p.add_argument(
+        "--sqlite-synchronous",
+        choices=["NORMAL", "FULL"],
+        default=env("SQLITE_SYNCHRONOUS", "NORMAL"),
+        help="NORMAL: a committed write survives a crash of the process; FULL: of the machine too (an fsync a commit)",
+    )
 
 
 def _database_url(args: argparse.Namespace) -> str:
@@ -27,9 +34,24 @@ def _database_url(args: argparse.Namespace) -> str:
 
 def _add_limits(p: argparse.ArgumentParser) -> None:
     d = Limits()
-    p.add_argument("--max-page-size", type=int, default=env_int("MAX_PAGE_SIZE", d.max_page_size))
-    p.add_argument("--default-page-size", type=int, default=env_int("DEFAULT_PAGE_SIZE", d.default_page_size))
-    p.add_argument("--max-log-entries", type=int, default=env_int("MAX_LOG_ENTRIES", d.max_log_entries))
+    p.add_argument(
+        "--max-page-size",
+        type=int,
+        default=env_int("MAX_PAGE_SIZE", d.max_page_size),
+        help="most tasks in one list answer",
+    )
+    p.add_argument(
+        "--default-page-size",
+        type=int,
+        default=env_int("DEFAULT_PAGE_SIZE", d.default_page_size),
+        help="tasks in a native ListTasks page when page_size is 0",
+    )
+    p.add_argument(
+        "--max-log-entries",
+        type=int,
+        default=env_int("MAX_LOG_ENTRIES", d.max_log_entries),
+        help="most log entries in one log answer",
+    )
 
 
 def _limits(args: argparse.Namespace) -> Limits:
@@ -90,6 +112,7 @@ def _main(argv: Sequence[str] | None) -> int:
         server.run(
             ServerSettings(
                 database_url=_database_url(args),
+                store=StoreOptions(sqlite_synchronous=args.sqlite_synchronous),
                 host=args.host,
                 port=args.port,
                 limits=_limits(args),

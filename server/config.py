@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasktrail.core import Limits
+from tasktrail.store.engine import StoreOptions
 
 
 def env(name: str, default: str) -> str:
@@ -27,6 +28,7 @@ class ServerSettings:
     """What one `tasktrail serve` process needs."""
 
     database_url: str
+    store: StoreOptions = field(default_factory=StoreOptions)
     host: str = "127.0.0.1"
     port: int = 50061
     limits: Limits = field(default_factory=Limits)

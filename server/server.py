@@ -78,7 +78,7 @@ async def check_schema(store: Store) -> None:
 
 
 async def start(settings: ServerSettings) -> Running:
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, settings.store)
     await check_schema(store)
     core = TaskCore(store, settings.limits)
     server = aio.server(options=GRPC_OPTIONS)

@@ -169,6 +169,7 @@ def up(args: argparse.Namespace, url: str, limits: Limits) -> int:
         argv = [
             sys.executable, "-m", "tasktrail", "serve",
             "--database-url", url,
+            "--sqlite-synchronous", args.sqlite_synchronous,
             "--host", args.host,
             "--port", str(port),
             "--max-page-size", str(limits.max_page_size),
