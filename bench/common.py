@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert
 
 from tasktrail import edge, migrate
 from tasktrail.ids import IdGenerator
@@ -144,16 +145,18 @@ def seed(
             if n % max(1, total // 4000) == 0 or (running and n % max(1, total // 400) == 0):
                 picked.append((db, task.task_id, running))
             if len(rows) >= batch:
-                chunk, rows = rows, []
-                await store.write(
-                    lambda conn, c=chunk: conn.execute(insert(tasks_table), [q.task_values(t) for t in c])
-                )
+                await store.write(functools.partial(insert_all, rows))
+                rows = []
         if rows:
-            await store.write(lambda conn: conn.execute(insert(tasks_table), [q.task_values(t) for t in rows]))
+            await store.write(functools.partial(insert_all, rows))
         await store.close()
         return picked
 
     return asyncio.run(go())
+
+
+def insert_all(rows: list[Task], conn: Connection) -> None:
+    conn.execute(insert(tasks_table), [q.task_values(t) for t in rows])
 
 
 def ensure_wrk() -> str:

@@ -27,7 +27,7 @@ DATABASES = 10
 
 def measure(rest: str, picked: list[tuple[str, str, bool]], requests: int) -> list[float]:
     parsed = urllib.parse.urlsplit(rest)
-    conn = http.client.HTTPConnection(parsed.hostname, parsed.port, timeout=10)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=10)
     rng = random.Random(7)
     samples: list[float] = []
     for i in range(requests):
