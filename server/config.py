@@ -7,7 +7,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tasktrail.core import Limits
+from tasktrail.core import Limits, Timing
+from tasktrail.housekeeping import Housekeeping
+from tasktrail.model import Retention
 from tasktrail.store.engine import StoreOptions
 
 
@@ -32,5 +34,13 @@ class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 50061
     limits: Limits = field(default_factory=Limits)
+    timing: Timing = field(default_factory=Timing)
+    retention: Retention = field(default_factory=Retention)
+    housekeeping: Housekeeping = field(default_factory=Housekeeping)
+    # Tokens on the gRPC API (always, unless a test turns them off), and on the control-plane REST port.
+    auth: bool = True
+    controlplane_auth: bool = False
+    # How often a process looks for changes made by other processes.
+    change_poll_interval: float = 0.02
     # Seconds in-flight calls get to finish on SIGTERM.
     shutdown_grace: float = 10.0

@@ -1,26 +1,34 @@
 """The task core: every operation on tasks and logs, for every face.
 
 It knows nothing of HTTP, JSON field names or dialects. Writes are plain
-functions run inside one store transaction; reads run in one snapshot.
+functions run inside one store transaction; reads run in one snapshot. Every
+read takes an `Access`: the tasks the caller may see (its token's grants,
+narrowed to what the face shows); anything else is NOT_FOUND.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from tasktrail import errors, lifecycle
+from tasktrail.events import ChangeFeed
 from tasktrail.ids import IdGenerator, is_canonical_uuid, next_id_after, parse_uuid, uuid_time_us
 from tasktrail.model import (
+    Access,
     LogEntry,
     LogPage,
     NewLogEntry,
     NewTask,
+    Retention,
     Scope,
     Status,
     Task,
@@ -37,7 +45,11 @@ from tasktrail.store.engine import Reader
 # Control-plane ids: lower-case letters, digits and single hyphens, 1-36 long.
 IDENTIFIER = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,34}[a-z0-9])?")
 MAX_FREE_ID = 64
+MAX_REQUEST_ID = 128
 MAX_MESSAGE = 64 * 1024
+SECOND = 1_000_000
+EVERYTHING = Access.everything()
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,10 +65,28 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class Timing:
+    """Every duration of the worker protocol, in µs (settings, so tests shrink them)."""
+
+    lease_default: int = 30 * SECOND
+    lease_min: int = 100_000
+    lease_max: int = 600 * SECOND
+    # The longest WaitTask, and how often a worker's watch stream says it is alive.
+    max_wait: int = 60 * SECOND
+    watch_keepalive: int = 15 * SECOND
+
+
+@dataclass(frozen=True, slots=True)
 class CancelResult:
     task: Task
     # False when the task was already canceling: nothing changed.
     requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    task: Task
+    lease_id: str
 
 
 class FinishedTasks:
@@ -91,15 +121,34 @@ def valid_identifier(value: str) -> bool:
 
 
 class TaskCore:
-    def __init__(self, store: Store, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        limits: Limits | None = None,
+        timing: Timing | None = None,
+        retention: Retention | None = None,
+        feed: ChangeFeed | None = None,
+    ) -> None:
         self.store = store
         self.limits = limits or Limits()
+        self.timing = timing or Timing()
+        self.retention = retention or Retention()
+        self.feed = feed or ChangeFeed(store)
         self._ids = IdGenerator()
         self._finished = FinishedTasks(self.limits.finished_cache_size)
+
+    async def _write(self, task_id: str, fn: Callable[[Connection], T]) -> T:
+        """A write transaction on one task; waiters on it hear of it once it committed."""
+        try:
+            return await self.store.write(fn)
+        finally:
+            self.feed.notify(task_id)
 
     # -- writer operations ---------------------------------------------------
 
     async def create_task(self, new: NewTask) -> Task:
+        """Create a task; a retry (same request_id, or same task_id) with the same
+        content returns the task the first call made."""
         _check_new_task(new)
         now = now_us()
         task_id = new.task_id or self._ids.new(now // 1000)
@@ -116,29 +165,101 @@ class TaskCore:
             node_name=new.node_name or None,
             instance_id=new.instance_id or None,
             host_id=new.host_id or None,
+            request_id=new.request_id or None,
+            retention_us=new.retention_us,
         )
 
         def tx(conn: Connection) -> Task:
-            if q.lock_task(conn, task_id) is not None:
-                raise errors.AlreadyExists(f"task {task_id} already exists")
+            earlier = q.task_by_request_id(conn, new.request_id) if new.request_id else None
+            if earlier is None and new.task_id:
+                earlier = q.lock_task(conn, new.task_id)
+            if earlier is not None:
+                if _same_creation(earlier, task):
+                    return earlier
+                what = (
+                    f"request_id {new.request_id}"
+                    if earlier.request_id and earlier.request_id == new.request_id
+                    else f"task {earlier.task_id}"
+                )
+                raise errors.AlreadyExists(f"{what} already exists with other content")
             q.insert_task(conn, task)
             return task
 
-        try:
-            return await self.store.write(tx)
-        except IntegrityError as exc:  # a concurrent create of the same id
-            raise errors.AlreadyExists(f"task {task_id} already exists") from exc
+        for attempt in range(2):
+            try:
+                return await self._write(task_id, tx)
+            except IntegrityError as exc:  # a concurrent create of the same id or request: look again
+                if attempt:
+                    raise errors.AlreadyExists(f"task {task_id} already exists") from exc
+        raise AssertionError("unreachable")
 
-    async def update_task(self, task_id: str, changes: TaskChanges) -> Task:
+    async def claim(
+        self, task_id: str, worker_name: str, lease_us: int | None, lease_id: str | None, access: Access
+    ) -> Claim:
+        """A worker takes a pending task: RUNNING, held under a lease."""
+        duration = self._lease(lease_us)
+        wanted = lease_id or secrets.token_hex(16)
+
+        def tx(conn: Connection) -> Claim:
+            now = now_us()
+            task = self._locked(conn, task_id, access, now)
+            if task.lease_id == wanted and task.held(now):  # a retried claim
+                return Claim(task, wanted)
+            if task.held(now):
+                raise errors.FailedPrecondition(
+                    f"task {task_id} is held by {task.worker_name or 'another worker'}", reason=errors.TASK_HELD
+                )
+            lifecycle.check_writable(task)
+            if task.status is not Status.PENDING:
+                raise errors.FailedPrecondition(
+                    f"task {task_id} is {task.status.value}: only a pending task can be claimed",
+                    reason=errors.ILLEGAL_TRANSITION,
+                )
+            claimed = dataclasses.replace(
+                task,
+                status=Status.RUNNING,
+                status_changed_at=now,
+                started_at=task.started_at or now,
+                updated_at=now,
+                worker_name=worker_name or None,
+                lease_id=wanted,
+                lease_expires_at=now + duration,
+                lease_duration_us=duration,
+            )
+            return Claim(q.save_task(conn, task, claimed), wanted)
+
+        return await self._write(task_id, tx)
+
+    async def heartbeat(self, task_id: str, lease_id: str, lease_us: int | None, access: Access) -> Task:
         def tx(conn: Connection) -> Task:
-            task = self._locked(conn, task_id)
-            updated = _apply(task, changes, now_us())
-            q.save_task(conn, task, updated)
-            return updated
+            now = now_us()
+            task = self._locked(conn, task_id, access, now)
+            _check_lease(task, lease_id, now)
+            duration = self._lease(lease_us) if lease_us else (task.lease_duration_us or self.timing.lease_default)
+            return q.save_task(
+                conn, task, dataclasses.replace(task, lease_expires_at=now + duration, lease_duration_us=duration)
+            )
 
-        return await self.store.write(tx)
+        return await self._write(task_id, tx)
 
-    async def append_log(self, task_id: str, entries: Sequence[NewLogEntry]) -> list[str]:
+    async def update_task(
+        self, task_id: str, changes: TaskChanges, lease_id: str | None = None, access: Access = EVERYTHING
+    ) -> Task:
+        def tx(conn: Connection) -> Task:
+            now = now_us()
+            task = self._locked(conn, task_id, access, now)
+            lifecycle.check_writable(task)
+            _check_lease(task, lease_id, now)
+            updated = _apply(task, changes, now)
+            if updated.status.terminal:
+                updated = self._ended(updated)
+            return q.save_task(conn, task, updated)
+
+        return await self._write(task_id, tx)
+
+    async def append_log(
+        self, task_id: str, entries: Sequence[NewLogEntry], lease_id: str | None = None, access: Access = EVERYTHING
+    ) -> list[str]:
         if not entries:
             return []
         if len(entries) > self.limits.max_append_batch:
@@ -147,45 +268,46 @@ class TaskCore:
             _check_entry(entry)
 
         def tx(conn: Connection) -> list[str]:
-            task = self._locked(conn, task_id)
+            now = now_us()
+            task = self._locked(conn, task_id, access, now)
             if task.status.terminal:
                 raise errors.FailedPrecondition(
                     f"task {task_id} is {task.status.value}: its log is sealed", reason=errors.LOG_SEALED
                 )
-            now = now_us()
+            _check_lease(task, lease_id, now)
             made = self._allocate(task.last_entry_id, entries, now)
             q.insert_entries(conn, task_id, made)
             q.save_task(conn, task, dataclasses.replace(task, last_entry_id=made[-1].entry_id, updated_at=now))
             return [e.entry_id for e in made]
 
-        return await self.store.write(tx)
+        return await self._write(task_id, tx)
 
     # -- reader operations ---------------------------------------------------
 
-    async def get_task(self, task_id: str, scopes: Sequence[Scope] | None = None, entity_id: str | None = None) -> Task:
+    async def get_task(self, task_id: str, access: Access = EVERYTHING, *, fresh: bool = False) -> Task:
         now = now_us()
-        task = self._finished.get(task_id, now)
+        task = None if fresh else self._finished.get(task_id, now)
         if task is None:
             task = await self.store.read(lambda r: q.get_task(r, task_id, now))
             if task is not None and task.status.terminal:
                 self._finished.put(task)
-        return _visible(task, task_id, scopes, entity_id)
+        return _visible(task, task_id, access)
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         now = now_us()
-        read = self.store.snapshot if len(query.scopes) > 1 else self.store.read
+        read = self.store.snapshot if len(query.ranges) > 1 else self.store.read
         return await read(lambda r: q.list_tasks(r, query, now))
 
-    async def position_of(self, task_id: str, scopes: Sequence[Scope]) -> tuple[int, str]:
+    async def position_of(self, task_id: str, access: Access) -> tuple[int, str]:
         """The list position an `after_task_id` cursor names.
 
-        A known task of these scopes continues from itself; an unknown
+        A known task the caller may see continues from itself; an unknown
         time-based UUID (v1, v6, v7) is placed by the time inside it; anything
         else is refused.
         """
-        known = await self.store.read(lambda r: _position_in_scopes(r, task_id, scopes))
-        if known is not None:
-            return known
+        known = await self.store.read(lambda r: q.task_position(r, task_id))
+        if known is not None and (known[0] in access.scopes or any(s is known[0] for s, _ in access.entities)):
+            return known[1]
         if is_canonical_uuid(task_id):
             at = uuid_time_us(parse_uuid(task_id))
             if at is not None:
@@ -195,9 +317,8 @@ class TaskCore:
     async def read_log(
         self,
         task_id: str,
+        access: Access = EVERYTHING,
         *,
-        scopes: Sequence[Scope] | None = None,
-        entity_id: str | None = None,
         after_entry_id: str | None = None,
         limit: int = 0,
         tail: bool = False,
@@ -215,7 +336,7 @@ class TaskCore:
         now = now_us()
 
         def rx(reader: Reader) -> LogPage:
-            task = _visible(q.get_task(reader, task_id, now), task_id, scopes, entity_id)
+            task = _visible(q.get_task(reader, task_id, now), task_id, access)
             # Read from after_entry_id inclusive, to know whether it exists.
             if tail:
                 read = q.log_tail(reader, task_id, after_entry_id, limit)
@@ -231,67 +352,168 @@ class TaskCore:
 
         return await self.store.snapshot(rx)
 
-    async def cancel(
-        self,
-        task_id: str,
-        *,
-        force: bool = False,
-        scopes: Sequence[Scope] | None = None,
-        entity_id: str | None = None,
-    ) -> CancelResult:
+    async def cancel(self, task_id: str, access: Access = EVERYTHING, *, force: bool = False) -> CancelResult:
         """Request a cancel. Answers the task as CANCELING (or as it was, when it
-        already is: `requested` is then False). When no worker holds the task,
-        the server then finishes the cancel itself."""
+        already is: `requested` is then False). A worker that holds the task is
+        told (heartbeat reply, watch stream) and confirms; when no worker holds
+        it, the server finishes the cancel itself."""
 
         def request(conn: Connection) -> tuple[CancelResult, bool]:
-            task = self._locked(conn, task_id)
-            _visible(task, task_id, scopes, entity_id)
+            now = now_us()
+            task = self._locked(conn, task_id, access, now)
             if task.status is Status.CANCELING:
                 return CancelResult(task, requested=False), False
             lifecycle.check_cancel(task, force=force)
-            now = now_us()
             fields: dict[str, object] = {"status": "canceling"}
             if force:
                 fields["forced"] = True
-            canceling = dataclasses.replace(task, status=Status.CANCELING, updated_at=now, status_changed_at=now)
-            self._log_in_tx(conn, task, canceling, "task is canceling", fields, now)
-            return CancelResult(canceling, requested=True), task.status is Status.PENDING
+            canceling = dataclasses.replace(
+                task, status=Status.CANCELING, updated_at=now, status_changed_at=now, cancel_forced=force
+            )
+            saved = self._log_in_tx(conn, task, canceling, "task is canceling", fields, now)
+            return CancelResult(saved, requested=True), not task.held(now)
 
-        answer, unheld = await self.store.write(request)
+        answer, unheld = await self._write(task_id, request)
         if unheld:
-            await self.store.write(lambda conn: self._finish_cancel(conn, task_id))
+            await self._write(task_id, lambda conn: self._finish_cancel(conn, task_id, "task successfully canceled"))
         return answer
+
+    async def wait(self, task_id: str, timeout_us: int, access: Access = EVERYTHING) -> Task:
+        """The task once it has ended, or as it is when the timeout (capped) passes."""
+        deadline = time.monotonic() + min(max(timeout_us, 0), self.timing.max_wait) / SECOND
+        with self.feed.subscription(task_id) as changed:
+            while True:
+                changed.clear()
+                task = await self.get_task(task_id, access, fresh=True)
+                left = deadline - time.monotonic()
+                if task.status.terminal or left <= 0:
+                    return task
+                await self.feed.wait(changed, left)
+
+    async def watch(self, task_id: str, lease_id: str, access: Access) -> AsyncIterator[Task]:
+        """The task each time what its worker must know changes (a cancel, its end),
+        and at least every keepalive; ends once the task has ended."""
+        keepalive = self.timing.watch_keepalive / SECOND
+        with self.feed.subscription(task_id) as changed:
+            last: tuple[object, ...] | None = None
+            while True:
+                changed.clear()
+                task = await self.get_task(task_id, access, fresh=True)
+                if task.lease_id != lease_id and not task.status.terminal:
+                    raise errors.FailedPrecondition(
+                        f"the lease on task {task_id} is not held", reason=errors.LEASE_LOST
+                    )
+                seen = (task.status, task.cancel_forced)
+                if seen != last:
+                    last = seen
+                    yield task
+                if task.status.terminal:
+                    return
+                if not await self.feed.wait(changed, keepalive):
+                    yield task
+
+    # -- housekeeping ----------------------------------------------------------
+
+    async def expire_leases(self, batch: int = 100) -> int:
+        """End the tasks whose worker stopped heartbeating; returns how many."""
+        now = now_us()
+        lapsed = await self.store.read(lambda r: q.lapsed_leases(r, now, batch))
+        ended = 0
+        for task_id in lapsed:
+            if await self._write(task_id, lambda conn, t=task_id: self._lose_worker(conn, t)):
+                ended += 1
+        return ended
+
+    async def sweep(self, batch: int = 500) -> int:
+        """Delete expired tasks and their logs, in bounded batches; returns how many."""
+        now = now_us()
+        expired = await self.store.read(lambda r: q.expired_tasks(r, now, batch))
+        if not expired:
+            return 0
+        return await self.store.write(lambda conn: q.delete_tasks(conn, expired, now))
 
     # -- helpers ---------------------------------------------------------------
 
-    def _locked(self, conn: Connection, task_id: str) -> Task:
-        task = q.lock_task(conn, task_id)
-        if task is None or (task.expire_at is not None and task.expire_at <= now_us()):
-            raise errors.NotFound(f"no task {task_id}")
-        return task
+    def _lease(self, lease_us: int | None) -> int:
+        t = self.timing
+        return min(max(lease_us or t.lease_default, t.lease_min), t.lease_max)
 
-    def _finish_cancel(self, conn: Connection, task_id: str) -> Task:
-        task = self._locked(conn, task_id)
-        if task.status is not Status.CANCELING:
-            return task
-        now = now_us()
-        canceled = dataclasses.replace(
+    def _locked(self, conn: Connection, task_id: str, access: Access, now: int) -> Task:
+        task = q.lock_task(conn, task_id)
+        if task is None or (task.expire_at is not None and task.expire_at <= now):
+            raise errors.NotFound(f"no task {task_id}")
+        return _visible(task, task_id, access)
+
+    def _ended(self, task: Task) -> Task:
+        """A task that just became terminal: its lease ends, its retention starts."""
+        assert task.completed_at is not None
+        retention = task.retention_us if task.retention_us is not None else self.retention.for_scope(task.scope)
+        return dataclasses.replace(
             task,
-            status=Status.CANCELED,
-            updated_at=now,
-            status_changed_at=now,
-            completed_at=now,
-            error=TaskError(code="canceled", message="task was canceled"),
+            lease_id=None,
+            lease_expires_at=None,
+            expire_at=None if retention is None else task.completed_at + retention,
         )
-        self._log_in_tx(conn, task, canceled, "task successfully canceled", {"status": "canceled"}, now)
-        return canceled
+
+    def _finish_cancel(self, conn: Connection, task_id: str, message: str) -> bool:
+        task = self._locked(conn, task_id, EVERYTHING, now_us())
+        if task.status is not Status.CANCELING:
+            return False
+        now = now_us()
+        canceled = self._ended(
+            dataclasses.replace(
+                task,
+                status=Status.CANCELED,
+                updated_at=now,
+                status_changed_at=now,
+                completed_at=now,
+                error=TaskError(code="canceled", message="task was canceled"),
+            )
+        )
+        self._log_in_tx(conn, task, canceled, message, {"status": "canceled"}, now)
+        return True
+
+    def _lose_worker(self, conn: Connection, task_id: str) -> bool:
+        """The lease lapsed: a running task fails, a canceling one is canceled."""
+        try:
+            task = self._locked(conn, task_id, EVERYTHING, now_us())
+        except errors.NotFound:
+            return False
+        now = now_us()
+        if task.held(now) or task.lease_id is None or task.status.terminal:
+            return False  # renewed meanwhile, or already ended
+        expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((task.lease_expires_at or now) // SECOND))
+        worker = task.worker_name or "the worker"
+        if task.status is Status.CANCELING:
+            self._log_in_tx(
+                conn,
+                task,
+                dataclasses.replace(task, status=Status.CANCELING),
+                f"{worker} stopped heartbeating while canceling (lease expired at {expired})",
+                {"status": "canceling", "lease_expired_at": expired},
+                now,
+            )
+            return self._finish_cancel(conn, task_id, "task successfully canceled")
+        message = f"worker lost: {worker} stopped heartbeating and its lease expired at {expired}"
+        failed = self._ended(
+            dataclasses.replace(
+                task,
+                status=Status.FAILED,
+                updated_at=now,
+                status_changed_at=now,
+                completed_at=now,
+                error=TaskError(code="lease_expired", message=message),
+            )
+        )
+        self._log_in_tx(conn, task, failed, message, {"status": "failed", "error": "lease_expired"}, now)
+        return True
 
     def _log_in_tx(
         self, conn: Connection, before: Task, after: Task, message: str, fields: dict[str, object], now: int
-    ) -> None:
+    ) -> Task:
         made = self._allocate(before.last_entry_id, [NewLogEntry(message=message, fields=fields)], now)
         q.insert_entries(conn, after.task_id, made)
-        q.save_task(conn, before, dataclasses.replace(after, last_entry_id=made[-1].entry_id))
+        return q.save_task(conn, before, dataclasses.replace(after, last_entry_id=made[-1].entry_id))
 
     def _allocate(self, last: str | None, entries: Sequence[NewLogEntry], now: int) -> list[LogEntry]:
         """Entry ids, each greater than the one before, under the task's lock."""
@@ -317,20 +539,32 @@ class TaskCore:
         return made
 
 
-def _position_in_scopes(reader: Reader, task_id: str, scopes: Sequence[Scope]) -> tuple[int, str] | None:
-    found = q.task_position(reader, task_id)
-    if found is None or found[0] not in scopes:
-        return None
-    return found[1]
-
-
-def _visible(task: Task | None, task_id: str, scopes: Sequence[Scope] | None, entity_id: str | None = None) -> Task:
+def _visible(task: Task | None, task_id: str, access: Access) -> Task:
     """The task, if the caller may see it; NOT_FOUND otherwise, never a hint that it exists."""
-    if task is None or (scopes is not None and task.scope not in scopes):
-        raise errors.NotFound(f"no task {task_id}")
-    if entity_id is not None and task.entity_id != entity_id:
+    if task is None or not access.allows(task.scope, task.entity_id):
         raise errors.NotFound(f"no task {task_id}")
     return task
+
+
+def _check_lease(task: Task, lease_id: str | None, now: int) -> None:
+    """A held task takes writes from its worker only; a lost worker's writes are refused."""
+    if task.lease_id is None:
+        if lease_id:
+            raise errors.FailedPrecondition(f"no worker holds task {task.task_id}", reason=errors.LEASE_LOST)
+        return
+    if lease_id != task.lease_id:
+        raise errors.FailedPrecondition(
+            f"task {task.task_id} is held by {task.worker_name or 'a worker'}: write with its lease",
+            reason=errors.LEASE_LOST,
+        )
+    if not task.held(now):
+        raise errors.FailedPrecondition(f"the lease on task {task.task_id} has expired", reason=errors.LEASE_LOST)
+
+
+def _same_creation(earlier: Task, new: Task) -> bool:
+    fields = ("scope", "entity_id", "type", "parent_id", "node_name", "instance_id", "host_id", "retention_us")
+    same = all(getattr(earlier, f) == getattr(new, f) for f in fields)
+    return same and (new.request_id is None or earlier.request_id == new.request_id)
 
 
 def _check_new_task(new: NewTask) -> None:
@@ -352,6 +586,10 @@ def _check_new_task(new: NewTask) -> None:
             raise errors.InvalidArgument(f"task_id {new.task_id!r} is not a canonical lower-case UUID")
     if new.parent_id and not is_canonical_uuid(new.parent_id) and new.scope is not Scope.CRDB:
         raise errors.InvalidArgument(f"parent_id {new.parent_id!r} is not a canonical lower-case UUID")
+    if new.request_id is not None and len(new.request_id) > MAX_REQUEST_ID:
+        raise errors.InvalidArgument(f"request_id is at most {MAX_REQUEST_ID} characters")
+    if new.retention_us is not None and new.retention_us < 0:
+        raise errors.InvalidArgument("result_ttl must not be negative")
 
 
 def _check_entry(entry: NewLogEntry) -> None:
@@ -363,7 +601,6 @@ def _check_entry(entry: NewLogEntry) -> None:
 
 def _apply(task: Task, changes: TaskChanges, now: int) -> Task:
     """The task after an update, or a refusal."""
-    lifecycle.check_writable(task)
     updated = task
     if changes.status is not None and changes.status is not task.status:
         lifecycle.check_transition(task, changes.status)

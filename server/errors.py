@@ -32,6 +32,13 @@ class AlreadyExists(CoreError):
     reason = "TASK_ALREADY_EXISTS"
 
 
+class PermissionDenied(CoreError):
+    """A writer's token does not cover the scope it writes to."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"
+
+
 class FailedPrecondition(CoreError):
     """An illegal transition, a write to a terminal task, a refused cancel."""
 
@@ -44,3 +51,5 @@ TASK_TERMINAL = "TASK_TERMINAL"
 TASK_IN_COMMIT_PHASE = "TASK_IN_COMMIT_PHASE"
 ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
 LOG_SEALED = "LOG_SEALED"
+TASK_HELD = "TASK_HELD"
+LEASE_LOST = "LEASE_LOST"

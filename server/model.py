@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,11 +151,22 @@ class Task:
     worker_name: str | None = None
     expire_at: int | None = None
     last_entry_id: str | None = None
+    request_id: str | None = None
+    lease_id: str | None = None
+    lease_expires_at: int | None = None
+    lease_duration_us: int | None = None
+    cancel_forced: bool = False
+    retention_us: int | None = None
+    version: int = 0
 
     @property
     def position(self) -> tuple[int, str]:
         """Where the task stands in every list: (created_at, task_id)."""
         return (self.created_at, self.task_id)
+
+    def held(self, now: int) -> bool:
+        """A worker holds the task under a lease that has not lapsed."""
+        return self.lease_id is not None and self.lease_expires_at is not None and self.lease_expires_at > now
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +203,20 @@ class TaskChanges:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a task stays readable after it ended, per scope (None: for ever)."""
+
+    database: int | None = None
+    host: int | None = None
+    account: int | None = 10 * 86_400 * 1_000_000
+    crdb: int | None = 500 * 1_000_000
+
+    def for_scope(self, scope: Scope) -> int | None:
+        value: int | None = getattr(self, scope.value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
 class NewTask:
     scope: Scope
     entity_id: str
@@ -200,14 +226,67 @@ class NewTask:
     node_name: str | None = None
     instance_id: str | None = None
     host_id: str | None = None
+    request_id: str | None = None
+    # Result retention after completion, instead of the scope's default.
+    retention_us: int | None = None
+
+
+# A range of a task list: a whole scope (entity None) or one entity of it.
+Range = tuple[Scope, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Which tasks a caller may see: whole scopes, and single entities of a scope."""
+
+    scopes: frozenset[Scope] = frozenset()
+    entities: frozenset[tuple[Scope, str]] = frozenset()
+
+    @classmethod
+    def everything(cls) -> Access:
+        return cls(scopes=frozenset(Scope))
+
+    @classmethod
+    def of(cls, *ranges: Range) -> Access:
+        return cls(
+            scopes=frozenset(s for s, e in ranges if e is None),
+            entities=frozenset((s, e) for s, e in ranges if e is not None),
+        )
+
+    def allows(self, scope: Scope, entity_id: str) -> bool:
+        return scope in self.scopes or (scope, entity_id) in self.entities
+
+    def within(self, scope: Scope | None = None, entity_id: str | None = None) -> Access:
+        """This access, narrowed to one scope, or one entity of it."""
+        if scope is None:
+            return self
+        if entity_id is None:
+            return Access(scopes=self.scopes & {scope}, entities=frozenset(x for x in self.entities if x[0] is scope))
+        if self.allows(scope, entity_id):
+            return Access(entities=frozenset({(scope, entity_id)}))
+        return Access()
+
+    def restricted_to(self, scopes: Iterable[Scope]) -> Access:
+        keep = frozenset(scopes)
+        return Access(scopes=self.scopes & keep, entities=frozenset(x for x in self.entities if x[0] in keep))
+
+    def ranges(self) -> tuple[Range, ...]:
+        """The index ranges a list over this access reads."""
+        whole: list[Range] = [(s, None) for s in Scope if s in self.scopes]
+        single: list[Range] = sorted(
+            ((s, e) for s, e in self.entities if s not in self.scopes), key=lambda r: (r[0].value, r[1] or "")
+        )
+        return (*whole, *single)
+
+    def __bool__(self) -> bool:
+        return bool(self.scopes or self.entities)
 
 
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
     """A page of a task list. `after` is an exclusive position in the chosen order."""
 
-    scopes: tuple[Scope, ...]
-    entity_id: str | None = None
+    ranges: tuple[Range, ...]
     statuses: tuple[Status, ...] = ()
     types: tuple[str, ...] = ()
     descending: bool = True

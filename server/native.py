@@ -8,23 +8,25 @@ import functools
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
-from tasktrail import errors
-from tasktrail.core import TaskCore
+from tasktrail import auth, errors
+from tasktrail.core import EVERYTHING, TaskCore
 from tasktrail.model import (
+    Access,
     ErrorDetail,
     JsonObject,
     LogEntry,
     NewLogEntry,
     NewTask,
     Progress,
+    Range,
     Result,
     Scope,
     Status,
@@ -60,7 +62,6 @@ SCOPE_TO_PB = {
     Scope.CRDB: task_pb2.SCOPE_CRDB,
 }
 SCOPE_FROM_PB = {v: k for k, v in SCOPE_TO_PB.items()}
-ALL_SCOPES = tuple(Scope)
 
 
 # -- conversions -------------------------------------------------------------------
@@ -113,6 +114,11 @@ def to_pb_task(task: Task) -> task_pb2.Task:
         out.completed_at.CopyFrom(timestamp(task.completed_at))
     if task.expire_at is not None:
         out.expire_at.CopyFrom(timestamp(task.expire_at))
+    if task.lease_id is not None and task.lease_expires_at is not None:
+        out.lease_expires_at.CopyFrom(timestamp(task.lease_expires_at))
+    out.cancel_forced = task.cancel_forced
+    if task.retention_us is not None:
+        out.result_ttl.FromMicroseconds(task.retention_us)
     if task.error is not None:
         out.error.CopyFrom(to_pb_error(task.error))
     if task.progress is not None:
@@ -235,27 +241,45 @@ def decode_page_token(request: task_service_pb2.ListTasksRequest) -> tuple[int, 
 # -- services ------------------------------------------------------------------------
 
 
+def caller_access() -> Access:
+    """What the caller's token may see (everything when the server runs without auth)."""
+    principal = auth.current.get()
+    return EVERYTHING if principal is None else principal.access
+
+
+def list_ranges(request: task_service_pb2.ListTasksRequest, access: Access) -> tuple[Range, ...]:
+    """The index ranges a ListTasks request reads: what it asks for, within what the caller may see."""
+    if request.entity_id and not request.scope:
+        raise errors.InvalidArgument("entity_id requires scope")
+    if not request.scope:
+        return access.ranges()
+    scope = _scope(request.scope)
+    narrowed = access.within(scope, request.entity_id or None)
+    return narrowed.ranges()
+
+
+def duration_us(value: duration_pb2.Duration) -> int:
+    return value.seconds * 1_000_000 + value.nanos // 1000
+
+
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     def __init__(self, core: TaskCore) -> None:
         self.core = core
 
     @rpc
     async def GetTask(self, request: task_service_pb2.GetTaskRequest, context: Ctx) -> task_service_pb2.GetTaskResponse:
-        task = await self.core.get_task(request.task_id)
+        task = await self.core.get_task(request.task_id, caller_access())
         return task_service_pb2.GetTaskResponse(task=to_pb_task(task))
 
     @rpc
     async def ListTasks(
         self, request: task_service_pb2.ListTasksRequest, context: Ctx
     ) -> task_service_pb2.ListTasksResponse:
-        if request.entity_id and not request.scope:
-            raise errors.InvalidArgument("entity_id requires scope")
         if request.page_size < 0:
             raise errors.InvalidArgument("page_size must not be negative")
         limits = self.core.limits
         query = TaskQuery(
-            scopes=(_scope(request.scope),) if request.scope else ALL_SCOPES,
-            entity_id=request.entity_id or None,
+            ranges=list_ranges(request, caller_access()),
             statuses=tuple(_status(s) for s in request.statuses),
             types=tuple(request.types),
             descending=request.sort_order != task_pb2.SORT_ORDER_ASCENDING,
@@ -273,7 +297,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         if request.page_size < 0:
             raise errors.InvalidArgument("page_size must not be negative")
         page = await self.core.read_log(
-            request.task_id, after_entry_id=request.after_entry_id or None, limit=request.page_size
+            request.task_id, caller_access(), after_entry_id=request.after_entry_id or None, limit=request.page_size
         )
         return task_service_pb2.GetTaskLogResponse(
             task_id=page.task.task_id,
@@ -287,8 +311,16 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     async def CancelTask(
         self, request: task_service_pb2.CancelTaskRequest, context: Ctx
     ) -> task_service_pb2.CancelTaskResponse:
-        result = await self.core.cancel(request.task_id, force=request.force)
+        result = await self.core.cancel(request.task_id, caller_access(), force=request.force)
         return task_service_pb2.CancelTaskResponse(task=to_pb_task(result.task))
+
+    @rpc
+    async def WaitTask(
+        self, request: task_service_pb2.WaitTaskRequest, context: Ctx
+    ) -> task_service_pb2.WaitTaskResponse:
+        timeout = duration_us(request.timeout) if request.HasField("timeout") else self.core.timing.max_wait
+        task = await self.core.wait(request.task_id, timeout, caller_access())
+        return task_service_pb2.WaitTaskResponse(task=to_pb_task(task), done=task.status.terminal)
 
 
 class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
@@ -299,9 +331,12 @@ class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
     async def CreateTask(
         self, request: writer_service_pb2.CreateTaskRequest, context: Ctx
     ) -> writer_service_pb2.CreateTaskResponse:
+        scope = _scope(request.scope)
+        if not caller_access().allows(scope, request.entity_id):
+            raise errors.PermissionDenied(f"this token may not write tasks of {scope.value} {request.entity_id}")
         task = await self.core.create_task(
             NewTask(
-                scope=_scope(request.scope),
+                scope=scope,
                 entity_id=request.entity_id,
                 type=request.type,
                 task_id=request.task_id or None,
@@ -309,9 +344,50 @@ class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
                 node_name=request.node_name or None,
                 instance_id=request.instance_id or None,
                 host_id=request.host_id or None,
+                request_id=request.request_id or None,
+                retention_us=duration_us(request.result_ttl) if request.HasField("result_ttl") else None,
             )
         )
         return writer_service_pb2.CreateTaskResponse(task=to_pb_task(task))
+
+    @rpc
+    async def ClaimTask(
+        self, request: writer_service_pb2.ClaimTaskRequest, context: Ctx
+    ) -> writer_service_pb2.ClaimTaskResponse:
+        lease = duration_us(request.lease_duration) if request.HasField("lease_duration") else None
+        claim = await self.core.claim(
+            request.task_id, request.worker_name, lease, request.lease_id or None, caller_access()
+        )
+        return writer_service_pb2.ClaimTaskResponse(task=to_pb_task(claim.task), lease_id=claim.lease_id)
+
+    @rpc
+    async def Heartbeat(
+        self, request: writer_service_pb2.HeartbeatRequest, context: Ctx
+    ) -> writer_service_pb2.HeartbeatResponse:
+        lease = duration_us(request.lease_duration) if request.HasField("lease_duration") else None
+        task = await self.core.heartbeat(request.task_id, request.lease_id, lease, caller_access())
+        return writer_service_pb2.HeartbeatResponse(
+            lease_expires_at=timestamp(task.lease_expires_at or 0),
+            cancel_requested=task.status is Status.CANCELING,
+            cancel_forced=task.cancel_forced,
+            status=STATUS_TO_PB[task.status],
+        )
+
+    async def WatchTask(
+        self, request: writer_service_pb2.WatchTaskRequest, context: Ctx
+    ) -> AsyncIterator[writer_service_pb2.WatchTaskResponse]:
+        try:
+            async for task in self.core.watch(request.task_id, request.lease_id, caller_access()):
+                reply = writer_service_pb2.WatchTaskResponse(
+                    status=STATUS_TO_PB[task.status],
+                    cancel_requested=task.status is Status.CANCELING,
+                    cancel_forced=task.cancel_forced,
+                )
+                if task.lease_expires_at is not None:
+                    reply.lease_expires_at.CopyFrom(timestamp(task.lease_expires_at))
+                yield reply
+        except errors.CoreError as exc:
+            await context.abort(exc.code, exc.message, trailing_metadata=rich_status(exc))
 
     @rpc
     async def UpdateTask(
@@ -328,7 +404,7 @@ class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
             in_commit_phase=request.in_commit_phase if request.HasField("in_commit_phase") else None,
             worker_name=request.worker_name if request.HasField("worker_name") else None,
         )
-        task = await self.core.update_task(request.task_id, changes)
+        task = await self.core.update_task(request.task_id, changes, request.lease_id or None, caller_access())
         return writer_service_pb2.UpdateTaskResponse(task=to_pb_task(task))
 
     @rpc
@@ -344,7 +420,7 @@ class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
             )
             for e in request.entries
         ]
-        ids = await self.core.append_log(request.task_id, entries)
+        ids = await self.core.append_log(request.task_id, entries, request.lease_id or None, caller_access())
         return writer_service_pb2.AppendLogEntriesResponse(entry_ids=ids)
 
 

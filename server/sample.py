@@ -147,6 +147,7 @@ def _entries(sample: SampleTask) -> list[task_pb2.LogEntry]:
 
 
 def write(channel: grpc.Channel) -> int:
+    """Write the samples through the writer API (the channel carries a writer token)."""
     writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
     made: list[str] = []
     for sample in SAMPLES:
@@ -183,10 +184,21 @@ def write(channel: grpc.Channel) -> int:
     return len(made)
 
 
-def write_if_empty(target: str) -> int:
+def write_if_empty(target: str, token: str) -> int:
     """Write the samples when the store holds no task at all; returns how many."""
-    with grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(target) as plain:
+        channel = grpc.intercept_channel(plain, WithToken(token))
         reader = task_service_pb2_grpc.TaskServiceStub(channel)
         if reader.ListTasks(task_service_pb2.ListTasksRequest(page_size=1), timeout=10).tasks:
             return 0
         return write(channel)
+
+
+class WithToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """Adds `authorization: Bearer <token>` to every call of a channel."""
+
+    def __init__(self, token: str) -> None:
+        self.metadata = (("authorization", f"Bearer {token}"),)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(details._replace(metadata=(*(details.metadata or ()), *self.metadata)), request)

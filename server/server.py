@@ -16,11 +16,13 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tasktrail import migrate
+from tasktrail import auth, housekeeping, migrate
 from tasktrail.config import ServerSettings
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
 from tasktrail.core import TaskCore
+from tasktrail.dialects import controlplane
 from tasktrail.dialects.controlplane import ControlPlaneTaskService
+from tasktrail.events import ChangeFeed
 from tasktrail.native import TaskService, TaskWriterService
 from tasktrail.store import Store, open_store
 from tasktrail.store.engine import PostgresStore, SqliteStore
@@ -50,10 +52,15 @@ class Running:
     core: TaskCore
     health: health_aio.HealthServicer
     port: int
+    background: list[asyncio.Task[None]]
 
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        for task in self.background:
+            task.cancel()
+        await asyncio.gather(*self.background, return_exceptions=True)
+        self.core.feed.close()
         await self.store.close()
 
 
@@ -77,11 +84,21 @@ async def check_schema(store: Store) -> None:
             await engine.dispose()
 
 
+def interceptors(settings: ServerSettings, store: Store) -> list[aio.ServerInterceptor]:
+    if not settings.auth:
+        return []
+    requirements = {SERVICE_NAMES[0]: auth.Requirement.READER, SERVICE_NAMES[1]: auth.Requirement.WRITER}
+    if settings.controlplane_auth:
+        requirements[SERVICE_NAMES[2]] = auth.Requirement.READER
+    return [auth.AuthInterceptor(store, requirements, {SERVICE_NAMES[2]: controlplane.refuse})]
+
+
 async def start(settings: ServerSettings) -> Running:
     store = open_store(settings.database_url, settings.store)
     await check_schema(store)
-    core = TaskCore(store, settings.limits)
-    server = aio.server(options=GRPC_OPTIONS)
+    feed = ChangeFeed(store, settings.change_poll_interval)
+    core = TaskCore(store, settings.limits, settings.timing, settings.retention, feed)
+    server = aio.server(options=GRPC_OPTIONS, interceptors=interceptors(settings, store))
     task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(core), server)
     writer_service_pb2_grpc.add_TaskWriterServiceServicer_to_server(TaskWriterService(core), server)
     controlplane_pb2_grpc.add_ControlPlaneTaskServiceServicer_to_server(ControlPlaneTaskService(core), server)
@@ -94,7 +111,13 @@ async def start(settings: ServerSettings) -> Running:
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, store, core, health_servicer, port)
+    chores = settings.housekeeping
+    background = [
+        asyncio.create_task(feed.run(), name="change-feed"),
+        asyncio.create_task(housekeeping.reap_leases(core, chores.lease_check_interval), name="leases"),
+        asyncio.create_task(housekeeping.sweep(core, chores.sweep_interval, chores.sweep_batch), name="sweep"),
+    ]
+    return Running(server, store, core, health_servicer, port, background)
 
 
 async def serve(settings: ServerSettings) -> None:

@@ -19,9 +19,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tasktrail import edge, migrate, sample
+from tasktrail import edge, migrate, sample, tokens
 from tasktrail.config import env, env_int
-from tasktrail.core import Limits
 
 log = logging.getLogger("tasktrail.up")
 
@@ -32,12 +31,10 @@ DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
 
 def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_database: Callable[[argparse.ArgumentParser], None],
-    add_limits: Callable[[argparse.ArgumentParser], None],
+    add_server_options: Callable[[argparse.ArgumentParser], None],
 ) -> None:
     p = sub.add_parser("up", help="run everything: migrate, server process(es), Envoy; Ctrl-C stops it all")
-    add_database(p)
-    add_limits(p)
+    add_server_options(p)
     p.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address every port binds to")
     p.add_argument("--rest-port", type=int, default=env_int("REST_PORT", 3000), help="control-plane REST API")
     p.add_argument("--grpc-port", type=int, default=env_int("GRPC_PORT", 50051), help="native gRPC (every service)")
@@ -47,7 +44,6 @@ def add_parser(
     p.add_argument("--envoy-concurrency", type=int, default=env_int("ENVOY_CONCURRENCY", 1))
     p.add_argument("--no-sample", dest="sample", action="store_false", help="do not write sample tasks")
     p.add_argument("--access-log", action="store_true", help="Envoy access log on stdout")
-    p.add_argument("--shutdown-grace", type=float, default=float(env("SHUTDOWN_GRACE", "10")))
 
 
 @dataclass
@@ -119,28 +115,36 @@ def wait_envoy_ready(admin: str, child: Child, timeout: float = 30.0) -> None:
     raise TimeoutError(f"Envoy was not ready within {timeout:.0f} s; see {child.log_path}")
 
 
-def banner(args: argparse.Namespace, url: str, data_dir: Path) -> str:
+def banner(args: argparse.Namespace, url: str, data_dir: Path, token: str) -> str:
     rest = f"http://{args.host}:{args.rest_port}"
     db = "example"
     task = sample.DOC_TASK_ID
+    auth = f" -H 'Authorization: Bearer {token}'" if args.controlplane_auth else ""
     lines = [
         "",
         "tasktrail is up.",
-        f"  REST, control-plane API   {rest}",
+        f"  REST, control-plane API   {rest}" + ("  (needs a token)" if args.controlplane_auth else ""),
         f"  gRPC, every service       {args.host}:{args.grpc_port}",
         f"  Envoy admin               http://{args.host}:{args.admin_port}",
         f"  store                     {url}",
         f"  logs                      {data_dir / 'logs'}",
+        f"  development token         {token}",
+        f"                            (a writer of every scope; kept in {data_dir / 'dev-token'})",
         "",
         "Try:",
-        f"  curl {rest}/v1/databases/{db}/tasks",
-        f"  curl '{rest}/v1/databases/{db}/tasks?limit=5&after_task_id={sample.DOC_AFTER_TASK_ID}&sort_order=asc'",
-        f"  curl {rest}/v1/databases/{db}/tasks/{task}",
-        f"  curl {rest}/v1/databases/{db}/tasks/{task}/log",
-        f"  curl '{rest}/v1/databases/{db}/tasks/{task}/log?after_entry_id={sample.DOC_AFTER_ENTRY_ID}'",
-        f"  curl '{rest}/v1/databases/{db}/tasks/{task}/log?limit=10'",
-        f"  curl {rest}/v1/hosts/{sample.HOST_ID}/tasks",
-        f"  curl '{rest}/v1/tasks?scope=database&entity_id={db}'",
+        f"  curl{auth} {rest}/v1/databases/{db}/tasks",
+        f"  curl{auth} '{rest}/v1/databases/{db}/tasks?limit=5&after_task_id={sample.DOC_AFTER_TASK_ID}&sort_order=asc'",
+        f"  curl{auth} {rest}/v1/databases/{db}/tasks/{task}",
+        f"  curl{auth} {rest}/v1/databases/{db}/tasks/{task}/log",
+        f"  curl{auth} '{rest}/v1/databases/{db}/tasks/{task}/log?after_entry_id={sample.DOC_AFTER_ENTRY_ID}'",
+        f"  curl{auth} '{rest}/v1/databases/{db}/tasks/{task}/log?limit=10'",
+        f"  curl{auth} {rest}/v1/hosts/{sample.HOST_ID}/tasks",
+        f"  curl{auth} '{rest}/v1/tasks?scope=database&entity_id={db}'",
+        "",
+        f"  export TASKTRAIL_TARGET={args.host}:{args.grpc_port} TASKTRAIL_TOKEN={token}",
+        "  .venv/bin/tasktrail tasks list",
+        f"  .venv/bin/tasktrail logs get {task}",
+        "  .venv/bin/tasktrail demo",
         "",
         "Press Ctrl-C to stop.",
         "",
@@ -148,11 +152,12 @@ def banner(args: argparse.Namespace, url: str, data_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def up(args: argparse.Namespace, url: str, limits: Limits) -> int:
+def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
     data_dir: Path = args.data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     revision = migrate.migrate(url)
     log.info("schema at revision %s", revision)
+    token = tokens.ensure_dev_token(url, data_dir)
 
     stopping = False
 
@@ -166,17 +171,7 @@ def up(args: argparse.Namespace, url: str, limits: Limits) -> int:
     servers: list[Child] = []
     for i in range(args.replicas):
         port = args.server_port + i
-        argv = [
-            sys.executable, "-m", "tasktrail", "serve",
-            "--database-url", url,
-            "--sqlite-synchronous", args.sqlite_synchronous,
-            "--host", args.host,
-            "--port", str(port),
-            "--max-page-size", str(limits.max_page_size),
-            "--default-page-size", str(limits.default_page_size),
-            "--max-log-entries", str(limits.max_log_entries),
-            "--shutdown-grace", str(args.shutdown_grace),
-        ]  # fmt: skip
+        argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
         servers.append(Child(f"server-{i}", argv, data_dir / "logs" / f"server-{i}.log"))
     config_path = data_dir / "envoy" / "envoy.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,10 +197,10 @@ def up(args: argparse.Namespace, url: str, limits: Limits) -> int:
         envoy.start()
         wait_envoy_ready(f"{args.host}:{args.admin_port}", envoy)
         if args.sample:
-            wrote = sample.write_if_empty(f"{args.host}:{args.grpc_port}")
+            wrote = sample.write_if_empty(f"{args.host}:{args.grpc_port}", token)
             if wrote:
                 log.info("wrote %d sample tasks (database %s, host %s)", wrote, "example", sample.HOST_ID)
-        print(banner(args, url, data_dir), flush=True)
+        print(banner(args, url, data_dir, token), flush=True)
         supervise(children, lambda: stopping)
     except (RuntimeError, TimeoutError, OSError) as exc:
         log.error("%s", exc)

@@ -18,6 +18,7 @@ import grpc
 import pytest
 
 from tasktrail import migrate
+from tasktrail.sample import WithToken
 from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +52,7 @@ class Stack:
     data_dir: Path
     proc: subprocess.Popen[bytes]
     channel: grpc.Channel
+    token: str
 
     @property
     def writer(self) -> writer_service_pb2_grpc.TaskWriterServiceStub:
@@ -87,8 +89,11 @@ def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, s
     else:
         proc.kill()
         raise TimeoutError((data_dir / "up.log").read_text())
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-    return Stack(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}", data_dir, proc, channel)
+    token = (data_dir / "dev-token").read_text().strip()
+    channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"), WithToken(token))
+    return Stack(
+        f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}", data_dir, proc, channel, token
+    )
 
 
 def stop_stack(stack: Stack) -> None:

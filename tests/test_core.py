@@ -8,10 +8,11 @@ import pytest
 
 from tasktrail import errors
 from tasktrail.core import Limits, TaskCore
-from tasktrail.model import CONTROL_PLANE_SCOPES, NewLogEntry, NewTask, Scope, Status, TaskChanges, TaskQuery
+from tasktrail.model import CONTROL_PLANE_SCOPES, Access, NewLogEntry, NewTask, Scope, Status, TaskChanges, TaskQuery
 from tasktrail.store import open_store
 
 pytestmark = pytest.mark.anyio
+CP = Access(scopes=frozenset(CONTROL_PLANE_SCOPES))
 
 
 @pytest.fixture
@@ -27,10 +28,10 @@ async def test_lists_merge_scopes_in_one_order(core: TaskCore) -> None:
         scope = Scope.DATABASE if i % 2 else Scope.HOST
         made.append(await core.create_task(NewTask(scope=scope, entity_id=f"e{i % 3}", type="t")))
     await core.create_task(NewTask(scope=Scope.ACCOUNT, entity_id="acct", type="t"))
-    page = await core.list_tasks(TaskQuery(scopes=CONTROL_PLANE_SCOPES, limit=4))
+    page = await core.list_tasks(TaskQuery(ranges=CP.ranges(), limit=4))
     assert [t.task_id for t in page.tasks] == [t.task_id for t in reversed(made)][:4]
     assert page.has_more
-    rest = await core.list_tasks(TaskQuery(scopes=CONTROL_PLANE_SCOPES, limit=4, after=page.tasks[-1].position))
+    rest = await core.list_tasks(TaskQuery(ranges=CP.ranges(), limit=4, after=page.tasks[-1].position))
     assert [t.task_id for t in rest.tasks] == [t.task_id for t in reversed(made)][4:]
     assert not rest.has_more
 
@@ -59,25 +60,26 @@ async def test_visibility(core: TaskCore) -> None:
     task = await core.create_task(NewTask(scope=Scope.ACCOUNT, entity_id="acct-1", type="t"))
     assert (await core.get_task(task.task_id)).task_id == task.task_id
     with pytest.raises(errors.NotFound):
-        await core.get_task(task.task_id, CONTROL_PLANE_SCOPES)
+        await core.get_task(task.task_id, CP)
     with pytest.raises(errors.NotFound):
-        await core.get_task(task.task_id, (Scope.ACCOUNT,), "acct-2")
+        await core.get_task(task.task_id, Access.of((Scope.ACCOUNT, "acct-2")))
+    assert (await core.get_task(task.task_id, Access.of((Scope.ACCOUNT, "acct-1")))).task_id == task.task_id
     with pytest.raises(errors.NotFound):
-        await core.cancel(task.task_id, scopes=CONTROL_PLANE_SCOPES)
+        await core.cancel(task.task_id, CP)
     assert (await core.get_task(task.task_id)).status is Status.PENDING
 
 
 async def test_positions(core: TaskCore) -> None:
     task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
-    assert await core.position_of(task.task_id, CONTROL_PLANE_SCOPES) == task.position
+    assert await core.position_of(task.task_id, CP) == task.position
     v1 = "404ecbe0-5cda-11f0-900b-a74a79e3bdba"
-    at, _ = await core.position_of(v1, CONTROL_PLANE_SCOPES)
+    at, _ = await core.position_of(v1, CP)
     assert 1_752_000_000_000_000 < at < 1_753_000_000_000_000
     with pytest.raises(errors.InvalidArgument):
-        await core.position_of("9d1b1c3e-6a4f-4b8e-8f3a-2f1d5c6b7a80", CONTROL_PLANE_SCOPES)
+        await core.position_of("9d1b1c3e-6a4f-4b8e-8f3a-2f1d5c6b7a80", CP)
     crdb = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="g", type="t", task_id="my-task"))
     with pytest.raises(errors.InvalidArgument):  # not a task this face shows, and not a UUID
-        await core.position_of(crdb.task_id, CONTROL_PLANE_SCOPES)
+        await core.position_of(crdb.task_id, CP)
 
 
 async def test_append_batch_is_atomic(core: TaskCore) -> None:

@@ -42,7 +42,9 @@ class Api:
 @pytest.fixture
 async def api(database_url: str) -> AsyncIterator[Api]:
     running = await server.start(
-        ServerSettings(database_url=database_url, port=0, limits=Limits(max_page_size=4, default_page_size=3))
+        ServerSettings(
+            database_url=database_url, port=0, auth=False, limits=Limits(max_page_size=4, default_page_size=3)
+        )
     )
     async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
         yield Api(channel)
@@ -110,8 +112,9 @@ async def test_errors_carry_a_reason(api: Api) -> None:
     assert illegal.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert error_reason(illegal.value) == "ILLEGAL_TRANSITION"
 
+    assert (await api.create(task_id=task.task_id)).created_at == task.created_at  # a retry: the same task
     with pytest.raises(aio.AioRpcError) as taken:
-        await api.create(task_id=task.task_id)
+        await api.create(task_id=task.task_id, node_name="n2")  # the same id, other content
     assert taken.value.code() == grpc.StatusCode.ALREADY_EXISTS
 
     with pytest.raises(aio.AioRpcError) as no_scope:
@@ -240,7 +243,7 @@ async def test_imported_entry_ids_must_increase(api: Api) -> None:
 
 
 async def test_health_and_reflection(api: Api, database_url: str) -> None:
-    running = await server.start(ServerSettings(database_url=database_url, port=0))
+    running = await server.start(ServerSettings(database_url=database_url, port=0, auth=False))
     try:
         from grpc_health.v1 import health_pb2, health_pb2_grpc
 

@@ -11,20 +11,20 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from grpc import aio
 
-from tasktrail import errors
+from tasktrail import auth, errors
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
-from tasktrail.core import TaskCore, valid_identifier
+from tasktrail.core import EVERYTHING, TaskCore, valid_identifier
 from tasktrail.dialects import HttpError, abort_http
 from tasktrail.dialects.goa import Validation, designed
 from tasktrail.ids import go_uuid_parse
-from tasktrail.model import CONTROL_PLANE_SCOPES, LogPage, Scope, Status, Task, TaskQuery
+from tasktrail.model import CONTROL_PLANE_SCOPES, Access, LogPage, Scope, Status, Task, TaskQuery
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,13 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
     def __init__(self, core: TaskCore) -> None:
         self.core = core
 
+    @staticmethod
+    def _access() -> Access:
+        """Control-plane tasks, within the caller's token when the port requires one."""
+        principal = auth.current.get()
+        access = EVERYTHING if principal is None else principal.access
+        return access.restricted_to(CONTROL_PLANE_SCOPES)
+
     # -- requests, decoded and validated as Goa's generated decoders do ----------
 
     @staticmethod
@@ -154,14 +161,12 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
 
     # -- shared bodies -----------------------------------------------------------------
 
-    async def _list(
-        self, context: Ctx, scopes: Sequence[Scope], entity_id: str | None, listing: Listing
-    ) -> list[pb.Task]:
+    async def _list(self, context: Ctx, access: Access, listing: Listing) -> list[pb.Task]:
         after = None
         if listing.after_task_id is not None:
             try:
                 # Any control-plane task names a position, whichever list it is in.
-                after = await self.core.position_of(listing.after_task_id, CONTROL_PLANE_SCOPES)
+                after = await self.core.position_of(listing.after_task_id, self._access())
             except errors.InvalidArgument:
                 raise designed(
                     "invalid_input",
@@ -170,9 +175,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         cap = self.core.limits.max_page_size
         limit = cap if listing.limit is None or listing.limit <= 0 else min(listing.limit, cap)
         page = await self.core.list_tasks(
-            TaskQuery(
-                scopes=tuple(scopes), entity_id=entity_id, descending=not listing.ascending, after=after, limit=limit
-            )
+            TaskQuery(ranges=access.ranges(), descending=not listing.ascending, after=after, limit=limit)
         )
         if page.has_more:
             await context.send_initial_metadata(((HAS_MORE_HEADER, "true"),))
@@ -184,8 +187,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         tail = limit is not None and limit > 0
         page = await self.core.read_log(
             task_id,
-            scopes=(scope,),
-            entity_id=entity_id,
+            self._access().within(scope, entity_id),
             after_entry_id=after_entry_id,
             limit=limit if tail and limit is not None else 0,
             tail=tail,
@@ -205,7 +207,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         listing = self._listing(v, request.after_task_id, request.limit, request.sort_order)
         v.check()
         self._check_identifier("database_id", request.database_id)
-        tasks = await self._list(context, (Scope.DATABASE,), request.database_id, listing)
+        tasks = await self._list(context, self._access().within(Scope.DATABASE, request.database_id), listing)
         return pb.ListDatabaseTasksResponse(tasks=tasks)
 
     @endpoint
@@ -216,7 +218,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         v.check()
         self._check_identifier("database_id", request.database_id)
         assert task_id is not None
-        task = await self.core.get_task(task_id, (Scope.DATABASE,), request.database_id)
+        task = await self.core.get_task(task_id, self._access().within(Scope.DATABASE, request.database_id))
         return render_task(task)
 
     @endpoint
@@ -242,7 +244,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         if task_id is None:
             raise designed("invalid_input", f"invalid task ID: {problem}")
         try:
-            result = await self.core.cancel(task_id, scopes=(Scope.DATABASE,), entity_id=request.database_id)
+            result = await self.core.cancel(task_id, self._access().within(Scope.DATABASE, request.database_id))
         except errors.FailedPrecondition as exc:
             if exc.reason == errors.TASK_IN_COMMIT_PHASE:
                 raise designed("invalid_input", "task is in its commit phase and cannot be cancelled") from None
@@ -261,7 +263,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         listing = self._listing(v, request.after_task_id, request.limit, request.sort_order)
         v.check()
         self._check_identifier("host_id", request.host_id)
-        tasks = await self._list(context, (Scope.HOST,), request.host_id, listing)
+        tasks = await self._list(context, self._access().within(Scope.HOST, request.host_id), listing)
         return pb.ListHostTasksResponse(tasks=tasks)
 
     @endpoint
@@ -272,7 +274,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         v.check()
         self._check_identifier("host_id", request.host_id)
         assert task_id is not None
-        task = await self.core.get_task(task_id, (Scope.HOST,), request.host_id)
+        task = await self.core.get_task(task_id, self._access().within(Scope.HOST, request.host_id))
         return render_task(task)
 
     @endpoint
@@ -302,6 +304,18 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
             raise designed("invalid_input", "entity_id requires scope to be set")
         if request.entity_id:
             self._check_identifier("entity_id", request.entity_id)
-        scopes = (Scope(request.scope),) if request.scope else CONTROL_PLANE_SCOPES
-        tasks = await self._list(context, scopes, request.entity_id or None, listing)
+        access = self._access()
+        if request.scope:
+            access = access.within(Scope(request.scope), request.entity_id or None)
+        tasks = await self._list(context, access, listing)
         return pb.ListTasksResponse(tasks=tasks)
+
+
+async def refuse(context: Ctx, message: str) -> None:
+    """401 in the API's designed-error shape, when the port requires a token."""
+    error = HttpError(
+        401,
+        {"name": "unauthorized", "message": message},
+        (("goa-error", "unauthorized"), ("www-authenticate", 'Bearer realm="tasktrail"')),
+    )
+    await abort_http(context, error)

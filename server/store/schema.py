@@ -32,11 +32,25 @@ tasks = Table(
     Column("expire_at", BigInteger),
     # The newest log entry id: entry ids are allocated under this row's lock.
     Column("last_entry_id", String(36)),
+    # Idempotent creation: a retry with the same request_id finds this task.
+    Column("request_id", String(128)),
+    # The worker's claim: who holds the task, until when.
+    Column("lease_id", String(64)),
+    Column("lease_expires_at", BigInteger),
+    Column("lease_duration_us", BigInteger),
+    Column("cancel_forced", Boolean, nullable=False, default=False),
+    # Result retention after completion; NULL: the scope's default.
+    Column("retention_us", BigInteger),
+    # Bumped by every write, so that other processes can tell a task changed.
+    Column("version", BigInteger, nullable=False, default=0),
 )
 
 # Keyset pagination in (created_at, task_id) order, per entity and per scope.
 Index("ix_tasks_entity_order", tasks.c.scope, tasks.c.entity_id, tasks.c.created_at, tasks.c.task_id)
 Index("ix_tasks_scope_order", tasks.c.scope, tasks.c.created_at, tasks.c.task_id)
+Index("ix_tasks_request_id", tasks.c.request_id, unique=True)
+Index("ix_tasks_lease_expires_at", tasks.c.lease_expires_at)
+Index("ix_tasks_expire_at", tasks.c.expire_at)
 
 log_entries = Table(
     "log_entries",
@@ -46,4 +60,18 @@ log_entries = Table(
     Column("timestamp", BigInteger, nullable=False),
     Column("message", Text, nullable=False),
     Column("fields", Text),
+)
+
+# Access tokens: the secret is stored as its SHA-256 (tokens are random, 256-bit).
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("role", String(16), nullable=False),
+    # JSON list of grants: "database" (a whole scope) or "account:1234" (one entity).
+    Column("grants", Text, nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
 )

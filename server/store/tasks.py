@@ -7,13 +7,14 @@ compiles each to SQL once. Every list is a keyset page on an index in
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import heapq
 import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Select, and_, bindparam, delete, insert, or_, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from tasktrail.model import (
@@ -52,6 +53,13 @@ TASK_COLUMNS = (
     tasks.c.worker_name,
     tasks.c.expire_at,
     tasks.c.last_entry_id,
+    tasks.c.request_id,
+    tasks.c.lease_id,
+    tasks.c.lease_expires_at,
+    tasks.c.lease_duration_us,
+    tasks.c.cancel_forced,
+    tasks.c.retention_us,
+    tasks.c.version,
 )
 
 _SCOPES = {s.value: s for s in Scope}
@@ -90,6 +98,13 @@ def task_from_row(row: Row) -> Task:
         worker_name=row[18],
         expire_at=row[19],
         last_entry_id=row[20],
+        request_id=row[21],
+        lease_id=row[22],
+        lease_expires_at=row[23],
+        lease_duration_us=row[24],
+        cancel_forced=bool(row[25]),
+        retention_us=row[26],
+        version=row[27],
     )
 
 
@@ -117,6 +132,13 @@ def task_values(task: Task) -> dict[str, Any]:
         "worker_name": task.worker_name,
         "expire_at": task.expire_at,
         "last_entry_id": task.last_entry_id,
+        "request_id": task.request_id,
+        "lease_id": task.lease_id,
+        "lease_expires_at": task.lease_expires_at,
+        "lease_duration_us": task.lease_duration_us,
+        "cancel_forced": task.cancel_forced,
+        "retention_us": task.retention_us,
+        "version": task.version,
     }
 
 
@@ -165,13 +187,15 @@ def _list_statement(
     return select(*TASK_COLUMNS).where(and_(*conditions)).order_by(*order).limit(bindparam("limit"))
 
 
-def _list_one_scope(reader: Reader, query: TaskQuery, scope: Scope, now: int, limit: int) -> list[Task]:
+def _list_range(
+    reader: Reader, query: TaskQuery, scope: Scope, entity_id: str | None, now: int, limit: int
+) -> list[Task]:
     stmt = _list_statement(
-        query.entity_id is not None, len(query.statuses), len(query.types), query.descending, query.after is not None
+        entity_id is not None, len(query.statuses), len(query.types), query.descending, query.after is not None
     )
     params: dict[str, Any] = {"scope": scope.value, "now": now, "limit": limit}
-    if query.entity_id is not None:
-        params["entity_id"] = query.entity_id
+    if entity_id is not None:
+        params["entity_id"] = entity_id
     for i, status in enumerate(query.statuses):
         params[f"status_{i}"] = status.value
     for i, type_ in enumerate(query.types):
@@ -182,14 +206,73 @@ def _list_one_scope(reader: Reader, query: TaskQuery, scope: Scope, now: int, li
 
 
 def list_tasks(reader: Reader, query: TaskQuery, now: int) -> TaskPage:
-    """One page. Several scopes are merged from one index range each."""
+    """One page. Several ranges (scopes, entities) are merged from one index range each."""
     want = query.limit + 1  # one more tells whether more follow
-    per_scope = [_list_one_scope(reader, query, scope, now, want) for scope in query.scopes]
-    if len(per_scope) == 1:
-        merged = per_scope[0]
+    per_range = [_list_range(reader, query, scope, entity, now, want) for scope, entity in query.ranges]
+    if not per_range:
+        merged: list[Task] = []
+    elif len(per_range) == 1:
+        merged = per_range[0]
     else:
-        merged = list(heapq.merge(*per_scope, key=lambda t: t.position, reverse=query.descending))[:want]
+        merged = list(heapq.merge(*per_range, key=lambda t: t.position, reverse=query.descending))[:want]
     return TaskPage(tasks=merged[: query.limit], has_more=len(merged) > query.limit)
+
+
+_BY_REQUEST_ID = select(*TASK_COLUMNS).where(tasks.c.request_id == bindparam("request_id"))
+
+
+def task_by_request_id(conn: Connection, request_id: str) -> Task | None:
+    row = conn.execute(_BY_REQUEST_ID, {"request_id": request_id}).first()
+    return None if row is None else task_from_row(tuple(row))
+
+
+@functools.lru_cache(maxsize=64)
+def _versions_statement(n: int) -> Select[Any]:
+    return select(tasks.c.task_id, tasks.c.version).where(tasks.c.task_id.in_([bindparam(f"id_{i}") for i in range(n)]))
+
+
+def task_versions(reader: Reader, task_ids: Sequence[str]) -> dict[str, int]:
+    """The version of each task that still exists."""
+    out: dict[str, int] = {}
+    for start in range(0, len(task_ids), 256):
+        chunk = task_ids[start : start + 256]
+        stmt = _versions_statement(len(chunk))
+        out.update({r[0]: r[1] for r in reader.rows(stmt, {f"id_{i}": t for i, t in enumerate(chunk)})})
+    return out
+
+
+_LAPSED = (
+    select(tasks.c.task_id)
+    .where(tasks.c.lease_expires_at <= bindparam("now"))
+    .order_by(tasks.c.lease_expires_at)
+    .limit(bindparam("limit"))
+)
+_EXPIRED = (
+    select(tasks.c.task_id)
+    .where(tasks.c.expire_at <= bindparam("now"))
+    .order_by(tasks.c.expire_at)
+    .limit(bindparam("limit"))
+)
+
+
+def lapsed_leases(reader: Reader, now: int, limit: int) -> list[str]:
+    return [r[0] for r in reader.rows(_LAPSED, {"now": now, "limit": limit})]
+
+
+def expired_tasks(reader: Reader, now: int, limit: int) -> list[str]:
+    return [r[0] for r in reader.rows(_EXPIRED, {"now": now, "limit": limit})]
+
+
+def delete_tasks(conn: Connection, task_ids: Sequence[str], now: int) -> int:
+    """Delete these tasks and their logs, if they are still expired."""
+    gone = [
+        r[0]
+        for r in conn.execute(select(tasks.c.task_id).where(tasks.c.task_id.in_(task_ids), tasks.c.expire_at <= now))
+    ]
+    if gone:
+        conn.execute(delete(log_entries).where(log_entries.c.task_id.in_(gone)))
+        conn.execute(delete(tasks).where(tasks.c.task_id.in_(gone)))
+    return len(gone)
 
 
 _LOG_COLUMNS = (log_entries.c.entry_id, log_entries.c.timestamp, log_entries.c.message, log_entries.c.fields)
@@ -257,12 +340,16 @@ def insert_task(conn: Connection, task: Task) -> None:
     conn.execute(insert(tasks), [task_values(task)])
 
 
-def save_task(conn: Connection, before: Task, after: Task) -> None:
-    """Write the columns that changed."""
+def save_task(conn: Connection, before: Task, after: Task) -> Task:
+    """Write the columns that changed, and bump the version; returns the task as saved."""
     old, new = task_values(before), task_values(after)
-    changed = {k: v for k, v in new.items() if old[k] != v}
-    if changed:
-        conn.execute(update(tasks).where(tasks.c.task_id == after.task_id).values(**changed))
+    changed = {k: v for k, v in new.items() if old[k] != v and k != "version"}
+    if not changed:
+        return before
+    saved = dataclasses.replace(after, version=before.version + 1)
+    changed["version"] = saved.version
+    conn.execute(update(tasks).where(tasks.c.task_id == after.task_id).values(**changed))
+    return saved
 
 
 def insert_entries(conn: Connection, task_id: str, entries: Sequence[LogEntry]) -> None:

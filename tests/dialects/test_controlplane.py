@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def channel(database_url: str) -> AsyncIterator[aio.Channel]:
-    running = await server.start(ServerSettings(database_url=database_url, port=0))
+    running = await server.start(ServerSettings(database_url=database_url, port=0, auth=False))
     async with aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
         yield ch
     await running.stop(1)

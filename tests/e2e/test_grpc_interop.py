@@ -29,7 +29,7 @@ def node_client() -> Path:
 
 def test_node_client_lists_and_reads(stack: Stack, node_client: Path) -> None:
     out = subprocess.run(
-        ["node", str(node_client), stack.grpc_target, str(ROOT / "gen" / "tasktrail.binpb"), "example"],
+        ["node", str(node_client), stack.grpc_target, str(ROOT / "gen" / "tasktrail.binpb"), "example", stack.token],
         check=True,
         capture_output=True,
         text=True,

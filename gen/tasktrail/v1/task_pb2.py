@@ -22,35 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tasktrail/v1/task.proto\x12\x0ctasktrail.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x05\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05scope\x18\x02 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\x11\n\tparent_id\x18\x06 \x01(\t\x12\x11\n\tnode_name\x18\x07 \x01(\t\x12\x13\n\x0binstance_id\x18\x08 \x01(\t\x12\x0f\n\x07host_id\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11status_changed_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x17.tasktrail.v1.TaskError\x12,\n\x08progress\x18\x10 \x01(\x0b\x32\x1a.tasktrail.v1.TaskProgress\x12(\n\x06result\x18\x11 \x01(\x0b\x32\x18.tasktrail.v1.TaskResult\x12\x17\n\x0fin_commit_phase\x18\x12 \x01(\x08\x12\x13\n\x0bworker_name\x18\x13 \x01(\t\x12-\n\texpire_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_entry_id\x18\x15 \x01(\t\"o\n\tTaskError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12.\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x1d.tasktrail.v1.TaskErrorDetail\"@\n\x0fTaskErrorDetail\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\\\n\x0cTaskProgress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0c\n\x04step\x18\x02 \x01(\t\x12-\n\x07targets\x18\x03 \x03(\x0b\x32\x1c.tasktrail.v1.TargetProgress\",\n\x0eTargetProgress\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\"\x83\x01\n\nTaskResult\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x1e\n\x16\x61\x64\x64itional_resource_id\x18\x02 \x01(\t\x12)\n\x08resource\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rresource_path\x18\x04 \x01(\t\"\x85\x01\n\x08LogEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\'\n\x06\x66ields\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct*\xc3\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATUS_PENDING\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_CANCELING\x10\x03\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x18\n\x14TASK_STATUS_CANCELED\x10\x06*e\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSCOPE_DATABASE\x10\x01\x12\x0e\n\nSCOPE_HOST\x10\x02\x12\x11\n\rSCOPE_ACCOUNT\x10\x03\x12\x0e\n\nSCOPE_CRDB\x10\x04*\\\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n\x15SORT_ORDER_DESCENDING\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tasktrail/v1/task.proto\x12\x0ctasktrail.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbb\x06\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05scope\x18\x02 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12(\n\x06status\x18\x05 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\x11\n\tparent_id\x18\x06 \x01(\t\x12\x11\n\tnode_name\x18\x07 \x01(\t\x12\x13\n\x0binstance_id\x18\x08 \x01(\t\x12\x0f\n\x07host_id\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11status_changed_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x0c\x63ompleted_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x05\x65rror\x18\x0f \x01(\x0b\x32\x17.tasktrail.v1.TaskError\x12,\n\x08progress\x18\x10 \x01(\x0b\x32\x1a.tasktrail.v1.TaskProgress\x12(\n\x06result\x18\x11 \x01(\x0b\x32\x18.tasktrail.v1.TaskResult\x12\x17\n\x0fin_commit_phase\x18\x12 \x01(\x08\x12\x13\n\x0bworker_name\x18\x13 \x01(\t\x12-\n\texpire_at\x18\x14 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_entry_id\x18\x15 \x01(\t\x12\x34\n\x10lease_expires_at\x18\x16 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rcancel_forced\x18\x17 \x01(\x08\x12-\n\nresult_ttl\x18\x18 \x01(\x0b\x32\x19.google.protobuf.Duration\"o\n\tTaskError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x13\n\x0bhttp_status\x18\x03 \x01(\x05\x12.\n\x07\x64\x65tails\x18\x04 \x03(\x0b\x32\x1d.tasktrail.v1.TaskErrorDetail\"@\n\x0fTaskErrorDetail\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\\\n\x0cTaskProgress\x12\x0f\n\x07percent\x18\x01 \x01(\x01\x12\x0c\n\x04step\x18\x02 \x01(\t\x12-\n\x07targets\x18\x03 \x03(\x0b\x32\x1c.tasktrail.v1.TargetProgress\",\n\x0eTargetProgress\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\t\"\x83\x01\n\nTaskResult\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x1e\n\x16\x61\x64\x64itional_resource_id\x18\x02 \x01(\t\x12)\n\x08resource\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rresource_path\x18\x04 \x01(\t\"\x85\x01\n\x08LogEntry\x12\x10\n\x08\x65ntry_id\x18\x01 \x01(\t\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\'\n\x06\x66ields\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct*\xc3\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATUS_PENDING\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x19\n\x15TASK_STATUS_CANCELING\x10\x03\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x18\n\x14TASK_STATUS_CANCELED\x10\x06*e\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x12\n\x0eSCOPE_DATABASE\x10\x01\x12\x0e\n\nSCOPE_HOST\x10\x02\x12\x11\n\rSCOPE_ACCOUNT\x10\x03\x12\x0e\n\nSCOPE_CRDB\x10\x04*\\\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n\x15SORT_ORDER_DESCENDING\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasktrail.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=1400
-  _globals['_TASKSTATUS']._serialized_end=1595
-  _globals['_SCOPE']._serialized_start=1597
-  _globals['_SCOPE']._serialized_end=1698
-  _globals['_SORTORDER']._serialized_start=1700
-  _globals['_SORTORDER']._serialized_end=1792
-  _globals['_TASK']._serialized_start=105
-  _globals['_TASK']._serialized_end=808
-  _globals['_TASKERROR']._serialized_start=810
-  _globals['_TASKERROR']._serialized_end=921
-  _globals['_TASKERRORDETAIL']._serialized_start=923
-  _globals['_TASKERRORDETAIL']._serialized_end=987
-  _globals['_TASKPROGRESS']._serialized_start=989
-  _globals['_TASKPROGRESS']._serialized_end=1081
-  _globals['_TARGETPROGRESS']._serialized_start=1083
-  _globals['_TARGETPROGRESS']._serialized_end=1127
-  _globals['_TASKRESULT']._serialized_start=1130
-  _globals['_TASKRESULT']._serialized_end=1261
-  _globals['_LOGENTRY']._serialized_start=1264
-  _globals['_LOGENTRY']._serialized_end=1397
+  _globals['_TASKSTATUS']._serialized_start=1556
+  _globals['_TASKSTATUS']._serialized_end=1751
+  _globals['_SCOPE']._serialized_start=1753
+  _globals['_SCOPE']._serialized_end=1854
+  _globals['_SORTORDER']._serialized_start=1856
+  _globals['_SORTORDER']._serialized_end=1948
+  _globals['_TASK']._serialized_start=137
+  _globals['_TASK']._serialized_end=964
+  _globals['_TASKERROR']._serialized_start=966
+  _globals['_TASKERROR']._serialized_end=1077
+  _globals['_TASKERRORDETAIL']._serialized_start=1079
+  _globals['_TASKERRORDETAIL']._serialized_end=1143
+  _globals['_TASKPROGRESS']._serialized_start=1145
+  _globals['_TASKPROGRESS']._serialized_end=1237
+  _globals['_TARGETPROGRESS']._serialized_start=1239
+  _globals['_TARGETPROGRESS']._serialized_end=1283
+  _globals['_TASKRESULT']._serialized_start=1286
+  _globals['_TASKRESULT']._serialized_end=1417
+  _globals['_LOGENTRY']._serialized_start=1420
+  _globals['_LOGENTRY']._serialized_end=1553
 # @@protoc_insertion_point(module_scope)

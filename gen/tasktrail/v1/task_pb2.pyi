@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -127,6 +128,9 @@ class Task(_message.Message):
     WORKER_NAME_FIELD_NUMBER: _builtins.int
     EXPIRE_AT_FIELD_NUMBER: _builtins.int
     LAST_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CANCEL_FORCED_FIELD_NUMBER: _builtins.int
+    RESULT_TTL_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """UUIDv7 when the server makes it; a caller may supply its own."""
     scope: Global___Scope.ValueType
@@ -144,6 +148,8 @@ class Task(_message.Message):
     worker_name: _builtins.str
     last_entry_id: _builtins.str
     """The id of the newest log entry, empty while the log is empty."""
+    cancel_forced: _builtins.bool
+    """A cancel was requested with force (past the commit phase)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -172,6 +178,14 @@ class Task(_message.Message):
     def expire_at(self) -> _timestamp_pb2.Timestamp:
         """After this time the task and its log are gone from every read."""
 
+    @_builtins.property
+    def lease_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Until when the worker in worker_name holds the task; unset when no worker does."""
+
+    @_builtins.property
+    def result_ttl(self) -> _duration_pb2.Duration:
+        """How long the task stays readable once it has ended; unset: the scope's default."""
+
     def __init__(
         self,
         *,
@@ -196,10 +210,13 @@ class Task(_message.Message):
         worker_name: _builtins.str = ...,
         expire_at: _timestamp_pb2.Timestamp | None = ...,
         last_entry_id: _builtins.str = ...,
+        lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        cancel_forced: _builtins.bool = ...,
+        result_ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "expire_at", b"expire_at", "progress", b"progress", "result", b"result", "started_at", b"started_at", "status_changed_at", b"status_changed_at", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "error", b"error", "expire_at", b"expire_at", "lease_expires_at", b"lease_expires_at", "progress", b"progress", "result", b"result", "result_ttl", b"result_ttl", "started_at", b"started_at", "status_changed_at", b"status_changed_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "created_at", b"created_at", "entity_id", b"entity_id", "error", b"error", "expire_at", b"expire_at", "host_id", b"host_id", "in_commit_phase", b"in_commit_phase", "instance_id", b"instance_id", "last_entry_id", b"last_entry_id", "node_name", b"node_name", "parent_id", b"parent_id", "progress", b"progress", "result", b"result", "scope", b"scope", "started_at", b"started_at", "status", b"status", "status_changed_at", b"status_changed_at", "task_id", b"task_id", "type", b"type", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_forced", b"cancel_forced", "completed_at", b"completed_at", "created_at", b"created_at", "entity_id", b"entity_id", "error", b"error", "expire_at", b"expire_at", "host_id", b"host_id", "in_commit_phase", b"in_commit_phase", "instance_id", b"instance_id", "last_entry_id", b"last_entry_id", "lease_expires_at", b"lease_expires_at", "node_name", b"node_name", "parent_id", b"parent_id", "progress", b"progress", "result", b"result", "result_ttl", b"result_ttl", "scope", b"scope", "started_at", b"started_at", "status", b"status", "status_changed_at", b"status_changed_at", "task_id", b"task_id", "type", b"type", "updated_at", b"updated_at", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

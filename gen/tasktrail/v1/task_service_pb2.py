@@ -22,32 +22,37 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from tasktrail.v1 import task_pb2 as tasktrail_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftasktrail/v1/task_service.proto\x12\x0ctasktrail.v1\x1a\x17tasktrail/v1/task.proto\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"\xd8\x01\n\x10ListTasksRequest\x12\"\n\x05scope\x18\x01 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\r\n\x05types\x18\x04 \x03(\t\x12+\n\nsort_order\x18\x05 \x01(\x0e\x32\x17.tasktrail.v1.SortOrder\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.tasktrail.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x11GetTaskLogRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"\xa6\x01\n\x12GetTaskLogResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x0btask_status\x18\x02 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\x12\x15\n\rlast_entry_id\x18\x04 \x01(\t\x12\x10\n\x08has_more\x18\x05 \x01(\x08\"3\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task2\xc5\x02\n\x0bTaskService\x12\x46\n\x07GetTask\x12\x1c.tasktrail.v1.GetTaskRequest\x1a\x1d.tasktrail.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.tasktrail.v1.ListTasksRequest\x1a\x1f.tasktrail.v1.ListTasksResponse\x12O\n\nGetTaskLog\x12\x1f.tasktrail.v1.GetTaskLogRequest\x1a .tasktrail.v1.GetTaskLogResponse\x12O\n\nCancelTask\x12\x1f.tasktrail.v1.CancelTaskRequest\x1a .tasktrail.v1.CancelTaskResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftasktrail/v1/task_service.proto\x12\x0ctasktrail.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x17tasktrail/v1/task.proto\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"\xd8\x01\n\x10ListTasksRequest\x12\"\n\x05scope\x18\x01 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\r\n\x05types\x18\x04 \x03(\t\x12+\n\nsort_order\x18\x05 \x01(\x0e\x32\x17.tasktrail.v1.SortOrder\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.tasktrail.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x11GetTaskLogRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"\xa6\x01\n\x12GetTaskLogResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x0btask_status\x18\x02 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\x12\x15\n\rlast_entry_id\x18\x04 \x01(\t\x12\x10\n\x08has_more\x18\x05 \x01(\x08\"3\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"N\n\x0fWaitTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"B\n\x10WaitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\x32\x90\x03\n\x0bTaskService\x12\x46\n\x07GetTask\x12\x1c.tasktrail.v1.GetTaskRequest\x1a\x1d.tasktrail.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.tasktrail.v1.ListTasksRequest\x1a\x1f.tasktrail.v1.ListTasksResponse\x12O\n\nGetTaskLog\x12\x1f.tasktrail.v1.GetTaskLogRequest\x1a .tasktrail.v1.GetTaskLogResponse\x12O\n\nCancelTask\x12\x1f.tasktrail.v1.CancelTaskRequest\x1a .tasktrail.v1.CancelTaskResponse\x12I\n\x08WaitTask\x12\x1d.tasktrail.v1.WaitTaskRequest\x1a\x1e.tasktrail.v1.WaitTaskResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasktrail.v1.task_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETTASKREQUEST']._serialized_start=74
-  _globals['_GETTASKREQUEST']._serialized_end=107
-  _globals['_GETTASKRESPONSE']._serialized_start=109
-  _globals['_GETTASKRESPONSE']._serialized_end=160
-  _globals['_LISTTASKSREQUEST']._serialized_start=163
-  _globals['_LISTTASKSREQUEST']._serialized_end=379
-  _globals['_LISTTASKSRESPONSE']._serialized_start=381
-  _globals['_LISTTASKSRESPONSE']._serialized_end=460
-  _globals['_GETTASKLOGREQUEST']._serialized_start=462
-  _globals['_GETTASKLOGREQUEST']._serialized_end=541
-  _globals['_GETTASKLOGRESPONSE']._serialized_start=544
-  _globals['_GETTASKLOGRESPONSE']._serialized_end=710
-  _globals['_CANCELTASKREQUEST']._serialized_start=712
-  _globals['_CANCELTASKREQUEST']._serialized_end=763
-  _globals['_CANCELTASKRESPONSE']._serialized_start=765
-  _globals['_CANCELTASKRESPONSE']._serialized_end=819
-  _globals['_TASKSERVICE']._serialized_start=822
-  _globals['_TASKSERVICE']._serialized_end=1147
+  _globals['_GETTASKREQUEST']._serialized_start=106
+  _globals['_GETTASKREQUEST']._serialized_end=139
+  _globals['_GETTASKRESPONSE']._serialized_start=141
+  _globals['_GETTASKRESPONSE']._serialized_end=192
+  _globals['_LISTTASKSREQUEST']._serialized_start=195
+  _globals['_LISTTASKSREQUEST']._serialized_end=411
+  _globals['_LISTTASKSRESPONSE']._serialized_start=413
+  _globals['_LISTTASKSRESPONSE']._serialized_end=492
+  _globals['_GETTASKLOGREQUEST']._serialized_start=494
+  _globals['_GETTASKLOGREQUEST']._serialized_end=573
+  _globals['_GETTASKLOGRESPONSE']._serialized_start=576
+  _globals['_GETTASKLOGRESPONSE']._serialized_end=742
+  _globals['_CANCELTASKREQUEST']._serialized_start=744
+  _globals['_CANCELTASKREQUEST']._serialized_end=795
+  _globals['_CANCELTASKRESPONSE']._serialized_start=797
+  _globals['_CANCELTASKRESPONSE']._serialized_end=851
+  _globals['_WAITTASKREQUEST']._serialized_start=853
+  _globals['_WAITTASKREQUEST']._serialized_end=931
+  _globals['_WAITTASKRESPONSE']._serialized_start=933
+  _globals['_WAITTASKRESPONSE']._serialized_end=999
+  _globals['_TASKSERVICE']._serialized_start=1002
+  _globals['_TASKSERVICE']._serialized_end=1402
 # @@protoc_insertion_point(module_scope)

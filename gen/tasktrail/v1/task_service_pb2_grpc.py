@@ -27,7 +27,8 @@ if _version_not_supported:
 
 class TaskServiceStub:
     """The native read API, for gRPC clients in any language. It serves tasks of
-    every scope.
+    every scope, to a token (metadata `authorization: Bearer …`) that may read
+    the task's scope; a task out of the token's scopes is NOT_FOUND.
     """
 
     def __init__(self, channel):
@@ -56,11 +57,17 @@ class TaskServiceStub:
                 request_serializer=tasktrail_dot_v1_dot_task__service__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=tasktrail_dot_v1_dot_task__service__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
+        self.WaitTask = channel.unary_unary(
+                '/tasktrail.v1.TaskService/WaitTask',
+                request_serializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
+                response_deserializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
     """The native read API, for gRPC clients in any language. It serves tasks of
-    every scope.
+    every scope, to a token (metadata `authorization: Bearer …`) that may read
+    the task's scope; a task out of the token's scopes is NOT_FOUND.
     """
 
     def GetTask(self, request, context):
@@ -93,6 +100,14 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitTask(self, request, context):
+        """Returns when the task has ended, or when the timeout (capped by the
+        server) has passed; the latest task either way.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -116,6 +131,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     request_deserializer=tasktrail_dot_v1_dot_task__service__pb2.CancelTaskRequest.FromString,
                     response_serializer=tasktrail_dot_v1_dot_task__service__pb2.CancelTaskResponse.SerializeToString,
             ),
+            'WaitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitTask,
+                    request_deserializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskRequest.FromString,
+                    response_serializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tasktrail.v1.TaskService', rpc_method_handlers)
@@ -126,7 +146,8 @@ def add_TaskServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TaskService:
     """The native read API, for gRPC clients in any language. It serves tasks of
-    every scope.
+    every scope, to a token (metadata `authorization: Bearer …`) that may read
+    the task's scope; a task out of the token's scopes is NOT_FOUND.
     """
 
     @staticmethod
@@ -227,6 +248,33 @@ class TaskService:
             '/tasktrail.v1.TaskService/CancelTask',
             tasktrail_dot_v1_dot_task__service__pb2.CancelTaskRequest.SerializeToString,
             tasktrail_dot_v1_dot_task__service__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktrail.v1.TaskService/WaitTask',
+            tasktrail_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
+            tasktrail_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -28,7 +28,8 @@ GRPC_VERSION: str
 
 class TaskServiceStub:
     """The native read API, for gRPC clients in any language. It serves tasks of
-    every scope.
+    every scope, to a token (metadata `authorization: Bearer …`) that may read
+    the task's scope; a task out of the token's scopes is NOT_FOUND.
     """
 
     @_typing.overload
@@ -46,11 +47,16 @@ class TaskServiceStub:
     when no worker holds it, the server finishes the cancel (CANCELED).
     FAILED_PRECONDITION for a terminal task, or one in its commit phase unless forced.
     """
+    WaitTask: _grpc.UnaryUnaryMultiCallable[_task_service_pb2.WaitTaskRequest, _task_service_pb2.WaitTaskResponse]
+    """Returns when the task has ended, or when the timeout (capped by the
+    server) has passed; the latest task either way.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
     """The native read API, for gRPC clients in any language. It serves tasks of
-    every scope.
+    every scope, to a token (metadata `authorization: Bearer …`) that may read
+    the task's scope; a task out of the token's scopes is NOT_FOUND.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -65,10 +71,15 @@ class TaskServiceAsyncStub(TaskServiceStub):
     when no worker holds it, the server finishes the cancel (CANCELED).
     FAILED_PRECONDITION for a terminal task, or one in its commit phase unless forced.
     """
+    WaitTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.WaitTaskRequest, _task_service_pb2.WaitTaskResponse]  # type: ignore[assignment]
+    """Returns when the task has ended, or when the timeout (capped by the
+    server) has passed; the latest task either way.
+    """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """The native read API, for gRPC clients in any language. It serves tasks of
-    every scope.
+    every scope, to a token (metadata `authorization: Bearer …`) that may read
+    the task's scope; a task out of the token's scopes is NOT_FOUND.
     """
 
     @_abc_1.abstractmethod
@@ -104,6 +115,16 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         """Requests the cancellation of a task. The task moves to CANCELING at once;
         when no worker holds it, the server finishes the cancel (CANCELED).
         FAILED_PRECONDITION for a terminal task, or one in its commit phase unless forced.
+        """
+
+    @_abc_1.abstractmethod
+    def WaitTask(
+        self,
+        request: _task_service_pb2.WaitTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_service_pb2.WaitTaskResponse, _abc.Awaitable[_task_service_pb2.WaitTaskResponse]]:
+        """Returns when the task has ended, or when the timeout (capped by the
+        server) has passed; the latest task either way.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

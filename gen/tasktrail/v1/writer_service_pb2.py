@@ -22,28 +22,42 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from tasktrail.v1 import task_pb2 as tasktrail_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tasktrail/v1/writer_service.proto\x12\x0ctasktrail.v1\x1a\x17tasktrail/v1/task.proto\"\xb5\x01\n\x11\x43reateTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05scope\x18\x02 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x11\n\tparent_id\x18\x05 \x01(\t\x12\x11\n\tnode_name\x18\x06 \x01(\t\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x0f\n\x07host_id\x18\x08 \x01(\t\"6\n\x12\x43reateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"\xac\x03\n\x11UpdateTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatusH\x00\x88\x01\x01\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.tasktrail.v1.TaskError\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x18.tasktrail.v1.TaskResult\x12,\n\x08progress\x18\x05 \x01(\x0b\x32\x1a.tasktrail.v1.TaskProgress\x12\x16\n\tnode_name\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0binstance_id\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x14\n\x07host_id\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x1c\n\x0fin_commit_phase\x18\t \x01(\x08H\x04\x88\x01\x01\x12\x18\n\x0bworker_name\x18\n \x01(\tH\x05\x88\x01\x01\x42\t\n\x07_statusB\x0c\n\n_node_nameB\x0e\n\x0c_instance_idB\n\n\x08_host_idB\x12\n\x10_in_commit_phaseB\x0e\n\x0c_worker_name\"6\n\x12UpdateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"S\n\x17\x41ppendLogEntriesRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\"-\n\x18\x41ppendLogEntriesResponse\x12\x11\n\tentry_ids\x18\x01 \x03(\t2\x98\x02\n\x11TaskWriterService\x12O\n\nCreateTask\x12\x1f.tasktrail.v1.CreateTaskRequest\x1a .tasktrail.v1.CreateTaskResponse\x12O\n\nUpdateTask\x12\x1f.tasktrail.v1.UpdateTaskRequest\x1a .tasktrail.v1.UpdateTaskResponse\x12\x61\n\x10\x41ppendLogEntries\x12%.tasktrail.v1.AppendLogEntriesRequest\x1a&.tasktrail.v1.AppendLogEntriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!tasktrail/v1/writer_service.proto\x12\x0ctasktrail.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17tasktrail/v1/task.proto\"\xf8\x01\n\x11\x43reateTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\"\n\x05scope\x18\x02 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x11\n\tparent_id\x18\x05 \x01(\t\x12\x11\n\tnode_name\x18\x06 \x01(\t\x12\x13\n\x0binstance_id\x18\x07 \x01(\t\x12\x0f\n\x07host_id\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\t\x12-\n\nresult_ttl\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\"6\n\x12\x43reateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"}\n\x10\x43laimTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x13\n\x0bworker_name\x18\x02 \x01(\t\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x10\n\x08lease_id\x18\x04 \x01(\t\"G\n\x11\x43laimTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"h\n\x10HeartbeatRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xa4\x01\n\x11HeartbeatResponse\x12\x34\n\x10lease_expires_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\x12\x15\n\rcancel_forced\x18\x03 \x01(\x08\x12(\n\x06status\x18\x04 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\"5\n\x10WatchTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\"\xa4\x01\n\x11WatchTaskResponse\x12(\n\x06status\x18\x01 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\x18\n\x10\x63\x61ncel_requested\x18\x02 \x01(\x08\x12\x15\n\rcancel_forced\x18\x03 \x01(\x08\x12\x34\n\x10lease_expires_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xbe\x03\n\x11UpdateTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x06status\x18\x02 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatusH\x00\x88\x01\x01\x12&\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x17.tasktrail.v1.TaskError\x12(\n\x06result\x18\x04 \x01(\x0b\x32\x18.tasktrail.v1.TaskResult\x12,\n\x08progress\x18\x05 \x01(\x0b\x32\x1a.tasktrail.v1.TaskProgress\x12\x16\n\tnode_name\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x18\n\x0binstance_id\x18\x07 \x01(\tH\x02\x88\x01\x01\x12\x14\n\x07host_id\x18\x08 \x01(\tH\x03\x88\x01\x01\x12\x1c\n\x0fin_commit_phase\x18\t \x01(\x08H\x04\x88\x01\x01\x12\x18\n\x0bworker_name\x18\n \x01(\tH\x05\x88\x01\x01\x12\x10\n\x08lease_id\x18\x0b \x01(\tB\t\n\x07_statusB\x0c\n\n_node_nameB\x0e\n\x0c_instance_idB\n\n\x08_host_idB\x12\n\x10_in_commit_phaseB\x0e\n\x0c_worker_name\"6\n\x12UpdateTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"e\n\x17\x41ppendLogEntriesRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\'\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\x12\x10\n\x08lease_id\x18\x03 \x01(\t\"-\n\x18\x41ppendLogEntriesResponse\x12\x11\n\tentry_ids\x18\x01 \x03(\t2\x84\x04\n\x11TaskWriterService\x12O\n\nCreateTask\x12\x1f.tasktrail.v1.CreateTaskRequest\x1a .tasktrail.v1.CreateTaskResponse\x12L\n\tClaimTask\x12\x1e.tasktrail.v1.ClaimTaskRequest\x1a\x1f.tasktrail.v1.ClaimTaskResponse\x12L\n\tHeartbeat\x12\x1e.tasktrail.v1.HeartbeatRequest\x1a\x1f.tasktrail.v1.HeartbeatResponse\x12N\n\tWatchTask\x12\x1e.tasktrail.v1.WatchTaskRequest\x1a\x1f.tasktrail.v1.WatchTaskResponse0\x01\x12O\n\nUpdateTask\x12\x1f.tasktrail.v1.UpdateTaskRequest\x1a .tasktrail.v1.UpdateTaskResponse\x12\x61\n\x10\x41ppendLogEntries\x12%.tasktrail.v1.AppendLogEntriesRequest\x1a&.tasktrail.v1.AppendLogEntriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasktrail.v1.writer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATETASKREQUEST']._serialized_start=77
-  _globals['_CREATETASKREQUEST']._serialized_end=258
-  _globals['_CREATETASKRESPONSE']._serialized_start=260
-  _globals['_CREATETASKRESPONSE']._serialized_end=314
-  _globals['_UPDATETASKREQUEST']._serialized_start=317
-  _globals['_UPDATETASKREQUEST']._serialized_end=745
-  _globals['_UPDATETASKRESPONSE']._serialized_start=747
-  _globals['_UPDATETASKRESPONSE']._serialized_end=801
-  _globals['_APPENDLOGENTRIESREQUEST']._serialized_start=803
-  _globals['_APPENDLOGENTRIESREQUEST']._serialized_end=886
-  _globals['_APPENDLOGENTRIESRESPONSE']._serialized_start=888
-  _globals['_APPENDLOGENTRIESRESPONSE']._serialized_end=933
-  _globals['_TASKWRITERSERVICE']._serialized_start=936
-  _globals['_TASKWRITERSERVICE']._serialized_end=1216
+  _globals['_CREATETASKREQUEST']._serialized_start=142
+  _globals['_CREATETASKREQUEST']._serialized_end=390
+  _globals['_CREATETASKRESPONSE']._serialized_start=392
+  _globals['_CREATETASKRESPONSE']._serialized_end=446
+  _globals['_CLAIMTASKREQUEST']._serialized_start=448
+  _globals['_CLAIMTASKREQUEST']._serialized_end=573
+  _globals['_CLAIMTASKRESPONSE']._serialized_start=575
+  _globals['_CLAIMTASKRESPONSE']._serialized_end=646
+  _globals['_HEARTBEATREQUEST']._serialized_start=648
+  _globals['_HEARTBEATREQUEST']._serialized_end=752
+  _globals['_HEARTBEATRESPONSE']._serialized_start=755
+  _globals['_HEARTBEATRESPONSE']._serialized_end=919
+  _globals['_WATCHTASKREQUEST']._serialized_start=921
+  _globals['_WATCHTASKREQUEST']._serialized_end=974
+  _globals['_WATCHTASKRESPONSE']._serialized_start=977
+  _globals['_WATCHTASKRESPONSE']._serialized_end=1141
+  _globals['_UPDATETASKREQUEST']._serialized_start=1144
+  _globals['_UPDATETASKREQUEST']._serialized_end=1590
+  _globals['_UPDATETASKRESPONSE']._serialized_start=1592
+  _globals['_UPDATETASKRESPONSE']._serialized_end=1646
+  _globals['_APPENDLOGENTRIESREQUEST']._serialized_start=1648
+  _globals['_APPENDLOGENTRIESREQUEST']._serialized_end=1749
+  _globals['_APPENDLOGENTRIESRESPONSE']._serialized_start=1751
+  _globals['_APPENDLOGENTRIESRESPONSE']._serialized_end=1796
+  _globals['_TASKWRITERSERVICE']._serialized_start=1799
+  _globals['_TASKWRITERSERVICE']._serialized_end=2315
 # @@protoc_insertion_point(module_scope)

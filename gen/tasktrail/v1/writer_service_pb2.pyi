@@ -5,7 +5,9 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from tasktrail.v1 import task_pb2 as _task_pb2
 import builtins as _builtins
@@ -31,6 +33,8 @@ class CreateTaskRequest(_message.Message):
     NODE_NAME_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
     HOST_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RESULT_TTL_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Optional. Any UUID for control-plane and cloud tasks, any string of up to
     64 characters for CRDB tasks. The server makes a UUIDv7 when empty.
@@ -42,6 +46,14 @@ class CreateTaskRequest(_message.Message):
     node_name: _builtins.str
     instance_id: _builtins.str
     host_id: _builtins.str
+    request_id: _builtins.str
+    """Makes the call idempotent: a retry with the same request_id returns the
+    task the first call made. Any string of up to 128 characters (a UUID is best).
+    """
+    @_builtins.property
+    def result_ttl(self) -> _duration_pb2.Duration:
+        """How long the task stays readable once it has ended, instead of its scope's default."""
+
     def __init__(
         self,
         *,
@@ -53,10 +65,12 @@ class CreateTaskRequest(_message.Message):
         node_name: _builtins.str = ...,
         instance_id: _builtins.str = ...,
         host_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        result_ttl: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result_ttl", b"result_ttl"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity_id", b"entity_id", "host_id", b"host_id", "instance_id", b"instance_id", "node_name", b"node_name", "parent_id", b"parent_id", "scope", b"scope", "task_id", b"task_id", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entity_id", b"entity_id", "host_id", b"host_id", "instance_id", b"instance_id", "node_name", b"node_name", "parent_id", b"parent_id", "request_id", b"request_id", "result_ttl", b"result_ttl", "scope", b"scope", "task_id", b"task_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -83,6 +97,175 @@ class CreateTaskResponse(_message.Message):
 Global___CreateTaskResponse: _TypeAlias = CreateTaskResponse  # noqa: Y015
 
 @_typing.final
+class ClaimTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    WORKER_NAME_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    worker_name: _builtins.str
+    """Who runs the task, e.g. a host and process."""
+    lease_id: _builtins.str
+    """Optional: the worker's own id for this claim, so that a retried claim is
+    recognised as the same one. The server makes one when empty.
+    """
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """The lease; the server keeps it within its bounds. Default 30 s."""
+
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        worker_name: _builtins.str = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
+        lease_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration", "lease_id", b"lease_id", "task_id", b"task_id", "worker_name", b"worker_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimTaskRequest: _TypeAlias = ClaimTaskRequest  # noqa: Y015
+
+@_typing.final
+class ClaimTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    lease_id: _builtins.str
+    """Present with every later write of this worker to the task."""
+    @_builtins.property
+    def task(self) -> _task_pb2.Task: ...
+    def __init__(
+        self,
+        *,
+        task: _task_pb2.Task | None = ...,
+        lease_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_id", b"lease_id", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClaimTaskResponse: _TypeAlias = ClaimTaskResponse  # noqa: Y015
+
+@_typing.final
+class HeartbeatRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    LEASE_DURATION_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    lease_id: _builtins.str
+    @_builtins.property
+    def lease_duration(self) -> _duration_pb2.Duration:
+        """A new lease duration; the claim's when unset."""
+
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        lease_id: _builtins.str = ...,
+        lease_duration: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration", "lease_id", b"lease_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
+
+@_typing.final
+class HeartbeatResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
+    CANCEL_FORCED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    cancel_requested: _builtins.bool
+    """A cancel was requested: clean up and end the task as CANCELED."""
+    cancel_forced: _builtins.bool
+    """The cancel is forced: it stops the task even in its commit phase."""
+    status: _task_pb2.TaskStatus.ValueType
+    @_builtins.property
+    def lease_expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        cancel_requested: _builtins.bool = ...,
+        cancel_forced: _builtins.bool = ...,
+        status: _task_pb2.TaskStatus.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_forced", b"cancel_forced", "cancel_requested", b"cancel_requested", "lease_expires_at", b"lease_expires_at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatResponse: _TypeAlias = HeartbeatResponse  # noqa: Y015
+
+@_typing.final
+class WatchTaskRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    lease_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        lease_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lease_id", b"lease_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTaskRequest: _TypeAlias = WatchTaskRequest  # noqa: Y015
+
+@_typing.final
+class WatchTaskResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_FIELD_NUMBER: _builtins.int
+    CANCEL_FORCED_FIELD_NUMBER: _builtins.int
+    LEASE_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    status: _task_pb2.TaskStatus.ValueType
+    cancel_requested: _builtins.bool
+    cancel_forced: _builtins.bool
+    @_builtins.property
+    def lease_expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        status: _task_pb2.TaskStatus.ValueType = ...,
+        cancel_requested: _builtins.bool = ...,
+        cancel_forced: _builtins.bool = ...,
+        lease_expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["lease_expires_at", b"lease_expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancel_forced", b"cancel_forced", "cancel_requested", b"cancel_requested", "lease_expires_at", b"lease_expires_at", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchTaskResponse: _TypeAlias = WatchTaskResponse  # noqa: Y015
+
+@_typing.final
 class UpdateTaskRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -96,6 +279,7 @@ class UpdateTaskRequest(_message.Message):
     HOST_ID_FIELD_NUMBER: _builtins.int
     IN_COMMIT_PHASE_FIELD_NUMBER: _builtins.int
     WORKER_NAME_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     status: _task_pb2.TaskStatus.ValueType
     """A transition: RUNNING, COMPLETED, FAILED, or CANCELED (from CANCELING)."""
@@ -104,6 +288,8 @@ class UpdateTaskRequest(_message.Message):
     host_id: _builtins.str
     in_commit_phase: _builtins.bool
     worker_name: _builtins.str
+    lease_id: _builtins.str
+    """Required when a worker holds the task."""
     @_builtins.property
     def error(self) -> _task_pb2.TaskError:
         """Required with FAILED."""
@@ -125,10 +311,11 @@ class UpdateTaskRequest(_message.Message):
         host_id: _builtins.str | None = ...,
         in_commit_phase: _builtins.bool | None = ...,
         worker_name: _builtins.str | None = ...,
+        lease_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_host_id", b"_host_id", "_in_commit_phase", b"_in_commit_phase", "_instance_id", b"_instance_id", "_node_name", b"_node_name", "_status", b"_status", "_worker_name", b"_worker_name", "error", b"error", "host_id", b"host_id", "in_commit_phase", b"in_commit_phase", "instance_id", b"instance_id", "node_name", b"node_name", "progress", b"progress", "result", b"result", "status", b"status", "worker_name", b"worker_name"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_host_id", b"_host_id", "_in_commit_phase", b"_in_commit_phase", "_instance_id", b"_instance_id", "_node_name", b"_node_name", "_status", b"_status", "_worker_name", b"_worker_name", "error", b"error", "host_id", b"host_id", "in_commit_phase", b"in_commit_phase", "instance_id", b"instance_id", "node_name", b"node_name", "progress", b"progress", "result", b"result", "status", b"status", "task_id", b"task_id", "worker_name", b"worker_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_host_id", b"_host_id", "_in_commit_phase", b"_in_commit_phase", "_instance_id", b"_instance_id", "_node_name", b"_node_name", "_status", b"_status", "_worker_name", b"_worker_name", "error", b"error", "host_id", b"host_id", "in_commit_phase", b"in_commit_phase", "instance_id", b"instance_id", "lease_id", b"lease_id", "node_name", b"node_name", "progress", b"progress", "result", b"result", "status", b"status", "task_id", b"task_id", "worker_name", b"worker_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__host_id: _TypeAlias = _typing.Literal["host_id"]  # noqa: Y015
     _WhichOneofArgType__host_id: _TypeAlias = _typing.Literal["_host_id", b"_host_id"]  # noqa: Y015
@@ -183,7 +370,10 @@ class AppendLogEntriesRequest(_message.Message):
 
     TASK_ID_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
+    LEASE_ID_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
+    lease_id: _builtins.str
+    """Required when a worker holds the task."""
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.LogEntry]:
         """message and fields are required; timestamp defaults to now. entry_id is
@@ -196,10 +386,11 @@ class AppendLogEntriesRequest(_message.Message):
         *,
         task_id: _builtins.str = ...,
         entries: _abc.Iterable[_task_pb2.LogEntry] | None = ...,
+        lease_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "lease_id", b"lease_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,8 +26,9 @@ if _version_not_supported:
 
 
 class TaskWriterServiceStub:
-    """The writer API: control-plane workers create tasks, move them through their
-    lifecycle and append to their logs.
+    """The writer API: the control plane creates tasks; the worker that runs one
+    claims it, holds it with a lease it renews by heartbeat, appends to its log,
+    and ends it. Every call needs a writer token (metadata `authorization: Bearer …`).
     """
 
     def __init__(self, channel):
@@ -40,6 +41,21 @@ class TaskWriterServiceStub:
                 '/tasktrail.v1.TaskWriterService/CreateTask',
                 request_serializer=tasktrail_dot_v1_dot_writer__service__pb2.CreateTaskRequest.SerializeToString,
                 response_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.CreateTaskResponse.FromString,
+                _registered_method=True)
+        self.ClaimTask = channel.unary_unary(
+                '/tasktrail.v1.TaskWriterService/ClaimTask',
+                request_serializer=tasktrail_dot_v1_dot_writer__service__pb2.ClaimTaskRequest.SerializeToString,
+                response_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.ClaimTaskResponse.FromString,
+                _registered_method=True)
+        self.Heartbeat = channel.unary_unary(
+                '/tasktrail.v1.TaskWriterService/Heartbeat',
+                request_serializer=tasktrail_dot_v1_dot_writer__service__pb2.HeartbeatRequest.SerializeToString,
+                response_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.HeartbeatResponse.FromString,
+                _registered_method=True)
+        self.WatchTask = channel.unary_stream(
+                '/tasktrail.v1.TaskWriterService/WatchTask',
+                request_serializer=tasktrail_dot_v1_dot_writer__service__pb2.WatchTaskRequest.SerializeToString,
+                response_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.WatchTaskResponse.FromString,
                 _registered_method=True)
         self.UpdateTask = channel.unary_unary(
                 '/tasktrail.v1.TaskWriterService/UpdateTask',
@@ -54,12 +70,39 @@ class TaskWriterServiceStub:
 
 
 class TaskWriterServiceServicer:
-    """The writer API: control-plane workers create tasks, move them through their
-    lifecycle and append to their logs.
+    """The writer API: the control plane creates tasks; the worker that runs one
+    claims it, holds it with a lease it renews by heartbeat, appends to its log,
+    and ends it. Every call needs a writer token (metadata `authorization: Bearer …`).
     """
 
     def CreateTask(self, request, context):
-        """Creates a PENDING task. ALREADY_EXISTS when the task id is taken.
+        """Creates a PENDING task. A retry with the same request_id (or the same
+        caller-supplied task_id) and the same content returns the same task;
+        different content is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClaimTask(self, request, context):
+        """Claims a PENDING task for a worker: it becomes RUNNING, held under a lease.
+        FAILED_PRECONDITION when another worker holds it or it is not pending.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Heartbeat(self, request, context):
+        """Renews a lease, and tells the worker whether a cancel was requested.
+        FAILED_PRECONDITION (LEASE_LOST) when the lease is no longer held.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTask(self, request, context):
+        """Streams what the worker of a held task must know: a cancel request (and
+        whether it is forced) the moment it is made, and the end of the task.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -67,7 +110,8 @@ class TaskWriterServiceServicer:
 
     def UpdateTask(self, request, context):
         """Changes a task: a status transition, error, result, progress, context.
-        FAILED_PRECONDITION for an illegal transition or a terminal task.
+        FAILED_PRECONDITION for an illegal transition, a terminal task, or a held
+        task written without its lease.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -75,7 +119,8 @@ class TaskWriterServiceServicer:
 
     def AppendLogEntries(self, request, context):
         """Appends a batch of entries to a task's log, atomically, and returns their ids.
-        FAILED_PRECONDITION once the task is terminal: the log is sealed then.
+        FAILED_PRECONDITION once the task is terminal (its log is sealed then), or
+        for a held task written without its lease.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +133,21 @@ def add_TaskWriterServiceServicer_to_server(servicer, server):
                     servicer.CreateTask,
                     request_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.CreateTaskRequest.FromString,
                     response_serializer=tasktrail_dot_v1_dot_writer__service__pb2.CreateTaskResponse.SerializeToString,
+            ),
+            'ClaimTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimTask,
+                    request_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.ClaimTaskRequest.FromString,
+                    response_serializer=tasktrail_dot_v1_dot_writer__service__pb2.ClaimTaskResponse.SerializeToString,
+            ),
+            'Heartbeat': grpc.unary_unary_rpc_method_handler(
+                    servicer.Heartbeat,
+                    request_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.HeartbeatRequest.FromString,
+                    response_serializer=tasktrail_dot_v1_dot_writer__service__pb2.HeartbeatResponse.SerializeToString,
+            ),
+            'WatchTask': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTask,
+                    request_deserializer=tasktrail_dot_v1_dot_writer__service__pb2.WatchTaskRequest.FromString,
+                    response_serializer=tasktrail_dot_v1_dot_writer__service__pb2.WatchTaskResponse.SerializeToString,
             ),
             'UpdateTask': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateTask,
@@ -108,8 +168,9 @@ def add_TaskWriterServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TaskWriterService:
-    """The writer API: control-plane workers create tasks, move them through their
-    lifecycle and append to their logs.
+    """The writer API: the control plane creates tasks; the worker that runs one
+    claims it, holds it with a lease it renews by heartbeat, appends to its log,
+    and ends it. Every call needs a writer token (metadata `authorization: Bearer …`).
     """
 
     @staticmethod
@@ -129,6 +190,87 @@ class TaskWriterService:
             '/tasktrail.v1.TaskWriterService/CreateTask',
             tasktrail_dot_v1_dot_writer__service__pb2.CreateTaskRequest.SerializeToString,
             tasktrail_dot_v1_dot_writer__service__pb2.CreateTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktrail.v1.TaskWriterService/ClaimTask',
+            tasktrail_dot_v1_dot_writer__service__pb2.ClaimTaskRequest.SerializeToString,
+            tasktrail_dot_v1_dot_writer__service__pb2.ClaimTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Heartbeat(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tasktrail.v1.TaskWriterService/Heartbeat',
+            tasktrail_dot_v1_dot_writer__service__pb2.HeartbeatRequest.SerializeToString,
+            tasktrail_dot_v1_dot_writer__service__pb2.HeartbeatResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tasktrail.v1.TaskWriterService/WatchTask',
+            tasktrail_dot_v1_dot_writer__service__pb2.WatchTaskRequest.SerializeToString,
+            tasktrail_dot_v1_dot_writer__service__pb2.WatchTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,8 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class TaskWriterServiceStub:
-    """The writer API: control-plane workers create tasks, move them through their
-    lifecycle and append to their logs.
+    """The writer API: the control plane creates tasks; the worker that runs one
+    claims it, holds it with a lease it renews by heartbeat, appends to its log,
+    and ends it. Every call needs a writer token (metadata `authorization: Bearer …`).
     """
 
     @_typing.overload
@@ -36,37 +37,73 @@ class TaskWriterServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TaskWriterServiceAsyncStub: ...
     CreateTask: _grpc.UnaryUnaryMultiCallable[_writer_service_pb2.CreateTaskRequest, _writer_service_pb2.CreateTaskResponse]
-    """Creates a PENDING task. ALREADY_EXISTS when the task id is taken."""
+    """Creates a PENDING task. A retry with the same request_id (or the same
+    caller-supplied task_id) and the same content returns the same task;
+    different content is ALREADY_EXISTS.
+    """
+    ClaimTask: _grpc.UnaryUnaryMultiCallable[_writer_service_pb2.ClaimTaskRequest, _writer_service_pb2.ClaimTaskResponse]
+    """Claims a PENDING task for a worker: it becomes RUNNING, held under a lease.
+    FAILED_PRECONDITION when another worker holds it or it is not pending.
+    """
+    Heartbeat: _grpc.UnaryUnaryMultiCallable[_writer_service_pb2.HeartbeatRequest, _writer_service_pb2.HeartbeatResponse]
+    """Renews a lease, and tells the worker whether a cancel was requested.
+    FAILED_PRECONDITION (LEASE_LOST) when the lease is no longer held.
+    """
+    WatchTask: _grpc.UnaryStreamMultiCallable[_writer_service_pb2.WatchTaskRequest, _writer_service_pb2.WatchTaskResponse]
+    """Streams what the worker of a held task must know: a cancel request (and
+    whether it is forced) the moment it is made, and the end of the task.
+    """
     UpdateTask: _grpc.UnaryUnaryMultiCallable[_writer_service_pb2.UpdateTaskRequest, _writer_service_pb2.UpdateTaskResponse]
     """Changes a task: a status transition, error, result, progress, context.
-    FAILED_PRECONDITION for an illegal transition or a terminal task.
+    FAILED_PRECONDITION for an illegal transition, a terminal task, or a held
+    task written without its lease.
     """
     AppendLogEntries: _grpc.UnaryUnaryMultiCallable[_writer_service_pb2.AppendLogEntriesRequest, _writer_service_pb2.AppendLogEntriesResponse]
     """Appends a batch of entries to a task's log, atomically, and returns their ids.
-    FAILED_PRECONDITION once the task is terminal: the log is sealed then.
+    FAILED_PRECONDITION once the task is terminal (its log is sealed then), or
+    for a held task written without its lease.
     """
 
 @_typing.type_check_only
 class TaskWriterServiceAsyncStub(TaskWriterServiceStub):
-    """The writer API: control-plane workers create tasks, move them through their
-    lifecycle and append to their logs.
+    """The writer API: the control plane creates tasks; the worker that runs one
+    claims it, holds it with a lease it renews by heartbeat, appends to its log,
+    and ends it. Every call needs a writer token (metadata `authorization: Bearer …`).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateTask: _aio.UnaryUnaryMultiCallable[_writer_service_pb2.CreateTaskRequest, _writer_service_pb2.CreateTaskResponse]  # type: ignore[assignment]
-    """Creates a PENDING task. ALREADY_EXISTS when the task id is taken."""
+    """Creates a PENDING task. A retry with the same request_id (or the same
+    caller-supplied task_id) and the same content returns the same task;
+    different content is ALREADY_EXISTS.
+    """
+    ClaimTask: _aio.UnaryUnaryMultiCallable[_writer_service_pb2.ClaimTaskRequest, _writer_service_pb2.ClaimTaskResponse]  # type: ignore[assignment]
+    """Claims a PENDING task for a worker: it becomes RUNNING, held under a lease.
+    FAILED_PRECONDITION when another worker holds it or it is not pending.
+    """
+    Heartbeat: _aio.UnaryUnaryMultiCallable[_writer_service_pb2.HeartbeatRequest, _writer_service_pb2.HeartbeatResponse]  # type: ignore[assignment]
+    """Renews a lease, and tells the worker whether a cancel was requested.
+    FAILED_PRECONDITION (LEASE_LOST) when the lease is no longer held.
+    """
+    WatchTask: _aio.UnaryStreamMultiCallable[_writer_service_pb2.WatchTaskRequest, _writer_service_pb2.WatchTaskResponse]  # type: ignore[assignment]
+    """Streams what the worker of a held task must know: a cancel request (and
+    whether it is forced) the moment it is made, and the end of the task.
+    """
     UpdateTask: _aio.UnaryUnaryMultiCallable[_writer_service_pb2.UpdateTaskRequest, _writer_service_pb2.UpdateTaskResponse]  # type: ignore[assignment]
     """Changes a task: a status transition, error, result, progress, context.
-    FAILED_PRECONDITION for an illegal transition or a terminal task.
+    FAILED_PRECONDITION for an illegal transition, a terminal task, or a held
+    task written without its lease.
     """
     AppendLogEntries: _aio.UnaryUnaryMultiCallable[_writer_service_pb2.AppendLogEntriesRequest, _writer_service_pb2.AppendLogEntriesResponse]  # type: ignore[assignment]
     """Appends a batch of entries to a task's log, atomically, and returns their ids.
-    FAILED_PRECONDITION once the task is terminal: the log is sealed then.
+    FAILED_PRECONDITION once the task is terminal (its log is sealed then), or
+    for a held task written without its lease.
     """
 
 class TaskWriterServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The writer API: control-plane workers create tasks, move them through their
-    lifecycle and append to their logs.
+    """The writer API: the control plane creates tasks; the worker that runs one
+    claims it, holds it with a lease it renews by heartbeat, appends to its log,
+    and ends it. Every call needs a writer token (metadata `authorization: Bearer …`).
     """
 
     @_abc_1.abstractmethod
@@ -75,7 +112,40 @@ class TaskWriterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _writer_service_pb2.CreateTaskRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_writer_service_pb2.CreateTaskResponse, _abc.Awaitable[_writer_service_pb2.CreateTaskResponse]]:
-        """Creates a PENDING task. ALREADY_EXISTS when the task id is taken."""
+        """Creates a PENDING task. A retry with the same request_id (or the same
+        caller-supplied task_id) and the same content returns the same task;
+        different content is ALREADY_EXISTS.
+        """
+
+    @_abc_1.abstractmethod
+    def ClaimTask(
+        self,
+        request: _writer_service_pb2.ClaimTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_writer_service_pb2.ClaimTaskResponse, _abc.Awaitable[_writer_service_pb2.ClaimTaskResponse]]:
+        """Claims a PENDING task for a worker: it becomes RUNNING, held under a lease.
+        FAILED_PRECONDITION when another worker holds it or it is not pending.
+        """
+
+    @_abc_1.abstractmethod
+    def Heartbeat(
+        self,
+        request: _writer_service_pb2.HeartbeatRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_writer_service_pb2.HeartbeatResponse, _abc.Awaitable[_writer_service_pb2.HeartbeatResponse]]:
+        """Renews a lease, and tells the worker whether a cancel was requested.
+        FAILED_PRECONDITION (LEASE_LOST) when the lease is no longer held.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchTask(
+        self,
+        request: _writer_service_pb2.WatchTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_writer_service_pb2.WatchTaskResponse], _abc.AsyncIterator[_writer_service_pb2.WatchTaskResponse]]:
+        """Streams what the worker of a held task must know: a cancel request (and
+        whether it is forced) the moment it is made, and the end of the task.
+        """
 
     @_abc_1.abstractmethod
     def UpdateTask(
@@ -84,7 +154,8 @@ class TaskWriterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_writer_service_pb2.UpdateTaskResponse, _abc.Awaitable[_writer_service_pb2.UpdateTaskResponse]]:
         """Changes a task: a status transition, error, result, progress, context.
-        FAILED_PRECONDITION for an illegal transition or a terminal task.
+        FAILED_PRECONDITION for an illegal transition, a terminal task, or a held
+        task written without its lease.
         """
 
     @_abc_1.abstractmethod
@@ -94,7 +165,8 @@ class TaskWriterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_writer_service_pb2.AppendLogEntriesResponse, _abc.Awaitable[_writer_service_pb2.AppendLogEntriesResponse]]:
         """Appends a batch of entries to a task's log, atomically, and returns their ids.
-        FAILED_PRECONDITION once the task is terminal: the log is sealed then.
+        FAILED_PRECONDITION once the task is terminal (its log is sealed then), or
+        for a held task written without its lease.
         """
 
 def add_TaskWriterServiceServicer_to_server(servicer: TaskWriterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

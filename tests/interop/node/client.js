@@ -1,13 +1,13 @@
 // A gRPC client in another language: Node's @grpc/grpc-js, with the service
 // definitions loaded from tasktrail's descriptor set (gen/tasktrail.binpb).
-// Usage: node client.js <host:port> <descriptor set> <database id>
+// Usage: node client.js <host:port> <descriptor set> <database id> <token>
 // Prints one JSON document: a list page, one task and its log.
 "use strict";
 const fs = require("fs");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
-const [target, descriptorPath, databaseId] = process.argv.slice(2);
+const [target, descriptorPath, databaseId, token] = process.argv.slice(2);
 const definition = protoLoader.loadFileDescriptorSetFromBuffer(fs.readFileSync(descriptorPath), {
   keepCase: true,
   enums: String,
@@ -17,10 +17,13 @@ const definition = protoLoader.loadFileDescriptorSetFromBuffer(fs.readFileSync(d
 const api = grpc.loadPackageDefinition(definition);
 const client = new api.tasktrail.v1.TaskService(target, grpc.credentials.createInsecure());
 
+const metadata = new grpc.Metadata();
+metadata.add("authorization", `Bearer ${token}`);
+
 function call(method, request) {
   return new Promise((resolve, reject) => {
     const deadline = new Date(Date.now() + 10000);
-    client[method](request, { deadline }, (err, reply) => (err ? reject(err) : resolve(reply)));
+    client[method](request, metadata, { deadline }, (err, reply) => (err ? reject(err) : resolve(reply)));
   });
 }
 

@@ -1,0 +1,251 @@
+"""Who may do what: access tokens.
+
+A token is `tt_<id>_<secret>`. The store keeps its id, role, grants and the
+SHA-256 of its secret (the secret is 256 random bits, so a fast hash is a safe
+one), never the secret itself. Every call checks the token against the store,
+so a revoked token stops working at once, in every process.
+
+Roles: a reader reads tasks in its grants; a writer also writes them. Grants
+are whole scopes ("database") or single entities ("account:1234").
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc import aio
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+from tasktrail.model import Access, Range, Scope, now_us
+from tasktrail.store import Store
+from tasktrail.store.engine import Reader
+from tasktrail.store.schema import tokens
+
+PREFIX = "tt"
+
+
+class Role(enum.Enum):
+    READER = "reader"
+    WRITER = "writer"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    token_id: str
+    name: str
+    role: Role
+    access: Access
+
+    @property
+    def can_write(self) -> bool:
+        return self.role is Role.WRITER
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    token_id: str
+    name: str
+    role: Role
+    grants: tuple[str, ...]
+    created_at: int
+    revoked_at: int | None
+
+
+def parse_grant(text: str) -> Range:
+    scope, _, entity = text.partition(":")
+    try:
+        return (Scope(scope), entity or None)
+    except ValueError:
+        raise ValueError(
+            f"unknown scope {scope!r} in grant {text!r} (scopes: {', '.join(s.value for s in Scope)})"
+        ) from None
+
+
+def access_of(grants: Sequence[str]) -> Access:
+    return Access.of(*(parse_grant(g) for g in grants))
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def split_token(token: str) -> tuple[str, str] | None:
+    parts = token.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+# -- the store ---------------------------------------------------------------------
+
+
+def create_token(conn: Connection, name: str, role: Role, grants: Sequence[str]) -> str:
+    """Store a new token; returns it whole (the only time its secret is shown)."""
+    for grant in grants:
+        parse_grant(grant)
+    token_id = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    conn.execute(
+        insert(tokens),
+        [
+            {
+                "token_id": token_id,
+                "name": name,
+                "role": role.value,
+                "grants": json.dumps(list(grants)),
+                "secret_hash": _hash(secret),
+                "created_at": now_us(),
+                "revoked_at": None,
+            }
+        ],
+    )
+    return f"{PREFIX}_{token_id}_{secret}"
+
+
+def revoke_token(conn: Connection, token_id: str) -> bool:
+    result = conn.execute(
+        update(tokens).where(tokens.c.token_id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=now_us())
+    )
+    return bool(result.rowcount)
+
+
+def list_tokens(conn: Connection) -> list[TokenInfo]:
+    rows = conn.execute(
+        select(
+            tokens.c.token_id, tokens.c.name, tokens.c.role, tokens.c.grants, tokens.c.created_at, tokens.c.revoked_at
+        ).order_by(tokens.c.created_at)
+    )
+    return [TokenInfo(r[0], r[1], Role(r[2]), tuple(json.loads(r[3])), r[4], r[5]) for r in rows]
+
+
+_LOOKUP = select(tokens.c.name, tokens.c.role, tokens.c.grants, tokens.c.secret_hash).where(
+    tokens.c.token_id == bindparam("token_id"), tokens.c.revoked_at.is_(None)
+)
+
+
+def _lookup(reader: Reader, token_id: str) -> tuple[str, str, str, str] | None:
+    rows = reader.rows(_LOOKUP, {"token_id": token_id})
+    return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
+
+
+async def authenticate(store: Store, token: str) -> Principal | None:
+    parts = split_token(token)
+    if parts is None:
+        return None
+    token_id, secret = parts
+    row = await store.read(lambda r: _lookup(r, token_id))
+    if row is None or not hmac.compare_digest(row[3], _hash(secret)):
+        return None
+    return Principal(token_id, row[0], Role(row[1]), access_of(json.loads(row[2])))
+
+
+def bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+# -- the server side -------------------------------------------------------------------
+
+# The caller of the current call, set by the interceptor for the servicer.
+current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("tasktrail_principal", default=None)
+
+
+class Requirement(enum.Enum):
+    NONE = "none"
+    READER = "reader"
+    WRITER = "writer"
+
+
+Refusal = Callable[[aio.ServicerContext[Any, Any], str], Awaitable[None]]
+
+
+async def refuse_grpc(context: aio.ServicerContext[Any, Any], message: str) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+
+class AuthInterceptor(aio.ServerInterceptor):
+    """Checks the caller's token for every call that needs one, and hands the
+    caller to the servicer through `current`."""
+
+    def __init__(
+        self,
+        store: Store,
+        requirements: dict[str, Requirement],
+        refusals: dict[str, Refusal] | None = None,
+    ) -> None:
+        self.store = store
+        # service name -> requirement; services not listed need nothing
+        self.requirements = requirements
+        self.refusals = refusals or {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        service = details.method.rsplit("/", 2)[-2] if details.method.count("/") >= 2 else ""
+        need = self.requirements.get(service, Requirement.NONE)
+        if handler is None or need is Requirement.NONE:
+            return handler
+        refuse = self.refusals.get(service, refuse_grpc)
+        store = self.store
+
+        async def check(context: aio.ServicerContext[Any, Any]) -> bool:
+            token = bearer(context.invocation_metadata())
+            if token is None:
+                await refuse(context, "a token is required: metadata authorization: Bearer <token>")
+                return False
+            principal = await authenticate(store, token)
+            if principal is None:
+                await refuse(context, "the token is unknown or revoked")
+                return False
+            if need is Requirement.WRITER and not principal.can_write:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this call needs a writer token")
+                return False
+            current.set(principal)
+            return True
+
+        return _guarded(handler, check)
+
+
+def _guarded(
+    handler: grpc.RpcMethodHandler, check: Callable[[aio.ServicerContext[Any, Any]], Awaitable[bool]]
+) -> grpc.RpcMethodHandler:
+    if handler.unary_unary is not None:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            if await check(context):
+                return await inner_uu(request, context)
+            return None
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream is not None:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            if not await check(context):
+                return
+            async for item in inner_us(request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    raise TypeError("tasktrail has only unary and server-streaming calls")

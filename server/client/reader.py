@@ -1,0 +1,208 @@
+"""Reader clients, a sync and an async twin: get, list (paging by itself),
+log (every page), wait, cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from types import TracebackType
+
+import grpc
+from grpc import aio
+
+from tasktrail.client import _base
+from tasktrail.client.policies import RetryPolicy, Timeouts
+from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+
+
+class _ReaderBase:
+    def __init__(
+        self,
+        target: str | None = None,
+        token: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        self.target = target or _base.default_target()
+        self.token = token if token is not None else _base.default_token()
+        self.retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self._metadata = _base.metadata(self.token)
+
+
+class TaskClient(_ReaderBase):
+    """The sync reader client."""
+
+    def __init__(
+        self,
+        target: str | None = None,
+        token: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        super().__init__(target, token, retry=retry, timeouts=timeouts)
+        self._channel = grpc.insecure_channel(self.target, options=_base.CHANNEL_OPTIONS)
+        self._stub = task_service_pb2_grpc.TaskServiceStub(self._channel)
+
+    def __enter__(self) -> TaskClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def get(self, task_id: str) -> task_pb2.Task:
+        request = task_service_pb2.GetTaskRequest(task_id=task_id)
+        reply = _base.call_sync(
+            lambda: self._stub.GetTask(request, timeout=self.timeouts.call, metadata=self._metadata), self.retry
+        )
+        return reply.task
+
+    def list(
+        self,
+        scope: str | int | None = None,
+        entity_id: str | None = None,
+        *,
+        statuses: Sequence[str | int] = (),
+        types: Sequence[str] = (),
+        ascending: bool = False,
+        page_size: int = 100,
+    ) -> Iterator[task_pb2.Task]:
+        """Every matching task, fetching pages as the iteration needs them."""
+        request = _base.list_request(scope, entity_id, statuses, types, ascending, page_size)
+        while True:
+            page = _base.call_sync(
+                lambda: self._stub.ListTasks(request, timeout=self.timeouts.call, metadata=self._metadata), self.retry
+            )
+            yield from page.tasks
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def log(self, task_id: str, after_entry_id: str | None = None, page_size: int = 0) -> Iterator[task_pb2.LogEntry]:
+        """Every entry after `after_entry_id` that exists now, page after page."""
+        after = after_entry_id or ""
+        while True:
+            request = task_service_pb2.GetTaskLogRequest(task_id=task_id, after_entry_id=after, page_size=page_size)
+            page = _base.call_sync(
+                lambda r=request: self._stub.GetTaskLog(r, timeout=self.timeouts.call, metadata=self._metadata),
+                self.retry,
+            )
+            yield from page.entries
+            if not page.has_more:
+                return
+            after = page.last_entry_id
+
+    def wait(self, task_id: str, timeout: float | None = None) -> task_pb2.Task:
+        """The task once it has ended, or as it is when `timeout` seconds have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = self.timeouts.wait if deadline is None else min(self.timeouts.wait, deadline - time.monotonic())
+            request = _base.wait_request(task_id, left)
+            reply = _base.call_sync(
+                lambda r=request: self._stub.WaitTask(r, timeout=left + self.timeouts.call, metadata=self._metadata),
+                self.retry,
+            )
+            if reply.done or (deadline is not None and time.monotonic() >= deadline):
+                return reply.task
+
+    def cancel(self, task_id: str, force: bool = False) -> task_pb2.Task:
+        request = task_service_pb2.CancelTaskRequest(task_id=task_id, force=force)
+        reply = _base.call_sync(
+            lambda: self._stub.CancelTask(request, timeout=self.timeouts.call, metadata=self._metadata), self.retry
+        )
+        return reply.task
+
+
+class AsyncTaskClient(_ReaderBase):
+    """The async reader client (grpc.aio)."""
+
+    def __init__(
+        self,
+        target: str | None = None,
+        token: str | None = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+    ) -> None:
+        super().__init__(target, token, retry=retry, timeouts=timeouts)
+        self._channel = aio.insecure_channel(self.target, options=_base.CHANNEL_OPTIONS)
+        self._stub = task_service_pb2_grpc.TaskServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncTaskClient:
+        return self
+
+    async def __aexit__(
+        self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def get(self, task_id: str) -> task_pb2.Task:
+        request = task_service_pb2.GetTaskRequest(task_id=task_id)
+        reply = await _base.call_async(
+            lambda: self._stub.GetTask(request, timeout=self.timeouts.call, metadata=self._metadata), self.retry
+        )
+        return reply.task
+
+    async def list(
+        self,
+        scope: str | int | None = None,
+        entity_id: str | None = None,
+        *,
+        statuses: Sequence[str | int] = (),
+        types: Sequence[str] = (),
+        ascending: bool = False,
+        page_size: int = 100,
+    ) -> AsyncIterator[task_pb2.Task]:
+        request = _base.list_request(scope, entity_id, statuses, types, ascending, page_size)
+        while True:
+            page = await _base.call_async(
+                lambda: self._stub.ListTasks(request, timeout=self.timeouts.call, metadata=self._metadata), self.retry
+            )
+            for task in page.tasks:
+                yield task
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def log(
+        self, task_id: str, after_entry_id: str | None = None, page_size: int = 0
+    ) -> AsyncIterator[task_pb2.LogEntry]:
+        after = after_entry_id or ""
+        while True:
+            request = task_service_pb2.GetTaskLogRequest(task_id=task_id, after_entry_id=after, page_size=page_size)
+            page = await _base.call_async(
+                lambda r=request: self._stub.GetTaskLog(r, timeout=self.timeouts.call, metadata=self._metadata),
+                self.retry,
+            )
+            for entry in page.entries:
+                yield entry
+            if not page.has_more:
+                return
+            after = page.last_entry_id
+
+    async def wait(self, task_id: str, timeout: float | None = None) -> task_pb2.Task:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = self.timeouts.wait if deadline is None else min(self.timeouts.wait, deadline - time.monotonic())
+            request = _base.wait_request(task_id, left)
+            reply = await _base.call_async(
+                lambda r=request: self._stub.WaitTask(r, timeout=left + self.timeouts.call, metadata=self._metadata),
+                self.retry,
+            )
+            if reply.done or (deadline is not None and time.monotonic() >= deadline):
+                return reply.task
+
+    async def cancel(self, task_id: str, force: bool = False) -> task_pb2.Task:
+        request = task_service_pb2.CancelTaskRequest(task_id=task_id, force=force)
+        reply = await _base.call_async(
+            lambda: self._stub.CancelTask(request, timeout=self.timeouts.call, metadata=self._metadata), self.retry
+        )
+        return reply.task

@@ -1,0 +1,305 @@
+"""The writer client and the worker helper.
+
+writer = AsyncTaskWriter(token=...)
+task = await writer.create("database", "storefront", "node_backup")
+async with writer.task(task.task_id) as t:      # claims it: RUNNING, under a lease
+    t.log("P00   INFO: backup command begin")  # batched, flushed in the background
+    if t.cancel_requested:                    # a cancel reached the worker
+        raise TaskCanceled()                  # ... ends the task as CANCELED
+    await t.commit_phase()                    # from here on only a forced cancel stops it
+# a normal exit completes the task; an exception fails it with its message
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from tasktrail.client import _base
+from tasktrail.client.policies import RetryPolicy, Timeouts, WorkerPolicy
+from tasktrail.v1 import task_pb2, writer_service_pb2, writer_service_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class TaskCanceled(Exception):
+    """Raise it inside `async with writer.task(...)` to end the task as CANCELED."""
+
+
+class LeaseLost(Exception):
+    """The worker no longer holds its task: its lease lapsed, the task ended elsewhere."""
+
+
+def default_worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _seconds(value: float) -> Any:
+    from google.protobuf import duration_pb2
+
+    duration = duration_pb2.Duration()
+    duration.FromMilliseconds(int(value * 1000))
+    return duration
+
+
+class AsyncTaskWriter:
+    """Creates tasks, and runs them as a worker."""
+
+    def __init__(
+        self,
+        target: str | None = None,
+        token: str | None = None,
+        *,
+        worker_name: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        policy: WorkerPolicy | None = None,
+    ) -> None:
+        self.target = target or _base.default_target()
+        token = token if token is not None else _base.default_token()
+        self.metadata = _base.metadata(token)
+        self.worker_name = worker_name or default_worker_name()
+        self.retry = retry or RetryPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self.policy = policy or WorkerPolicy()
+        self._channel = aio.insecure_channel(self.target, options=_base.CHANNEL_OPTIONS)
+        self.stub = writer_service_pb2_grpc.TaskWriterServiceStub(self._channel)
+
+    async def __aenter__(self) -> AsyncTaskWriter:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def call(self, method: Any, request: Any, *, retry: bool = True) -> Any:
+        return await _base.call_async(
+            lambda: method(request, timeout=self.timeouts.call, metadata=self.metadata),
+            self.retry if retry else RetryPolicy(deadline=0.0, codes=frozenset()),
+        )
+
+    async def create(
+        self,
+        scope: str | int,
+        entity_id: str,
+        type: str,
+        *,
+        task_id: str | None = None,
+        request_id: str | None = None,
+        parent_id: str | None = None,
+        node_name: str | None = None,
+        instance_id: str | None = None,
+        host_id: str | None = None,
+        result_ttl: float | None = None,
+    ) -> task_pb2.Task:
+        """A new PENDING task. Retried safely: the request carries a request_id."""
+        request = writer_service_pb2.CreateTaskRequest(
+            scope=_base.scope_value(scope),
+            entity_id=entity_id,
+            type=type,
+            task_id=task_id or "",
+            request_id=request_id or str(uuid.uuid4()),
+            parent_id=parent_id or "",
+            node_name=node_name or "",
+            instance_id=instance_id or "",
+            host_id=host_id or "",
+        )
+        if result_ttl is not None:
+            request.result_ttl.CopyFrom(_seconds(result_ttl))
+        reply = await self.call(self.stub.CreateTask, request)
+        return reply.task
+
+    def task(self, task_id: str, *, policy: WorkerPolicy | None = None) -> WorkerTask:
+        """Run a task as its worker: `async with writer.task(task_id) as t: ...`."""
+        return WorkerTask(self, task_id, policy or self.policy)
+
+
+class WorkerTask:
+    """A claimed task, held by heartbeats until the `async with` block ends."""
+
+    def __init__(self, writer: AsyncTaskWriter, task_id: str, policy: WorkerPolicy) -> None:
+        self.writer = writer
+        self.task_id = task_id
+        self.policy = policy
+        self.lease_id = str(uuid.uuid4())
+        self.task: task_pb2.Task | None = None
+        self.cancel_forced = False
+        self.lost = False
+        self._canceled = asyncio.Event()
+        self._pending: list[task_pb2.LogEntry] = []
+        self._flush_now = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._result: task_pb2.TaskResult | None = None
+
+    # -- what the work sees ---------------------------------------------------------
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._canceled.is_set()
+
+    async def canceled(self) -> None:
+        """Returns once a cancel has reached the worker."""
+        await self._canceled.wait()
+
+    def raise_if_canceled(self) -> None:
+        if self.cancel_requested:
+            raise TaskCanceled("a cancel was requested")
+
+    def log(self, message: str, **fields: Any) -> None:
+        """Queue a log line; lines go out in batches."""
+        entry = task_pb2.LogEntry(message=message)
+        if fields:
+            entry.fields.update(fields)
+        self._pending.append(entry)
+        if len(self._pending) >= self.policy.batch_size:
+            self._flush_now.set()
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[: self.policy.batch_size], self._pending[self.policy.batch_size :]
+            request = writer_service_pb2.AppendLogEntriesRequest(
+                task_id=self.task_id, entries=batch, lease_id=self.lease_id
+            )
+            # Not retried: an append that reached the server but whose answer was lost would repeat.
+            await self.writer.call(self.writer.stub.AppendLogEntries, request, retry=False)
+
+    async def progress(
+        self, percent: float | None = None, step: str | None = None, targets: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        progress = task_pb2.TaskProgress(
+            percent=percent or 0.0,
+            step=step or "",
+            targets=[task_pb2.TargetProgress(name=n, step=s) for n, s in targets],
+        )
+        await self._update(writer_service_pb2.UpdateTaskRequest(progress=progress))
+
+    async def set(self, **context: str) -> None:
+        """Set context fields: node_name, instance_id, host_id."""
+        await self._update(writer_service_pb2.UpdateTaskRequest(**context))
+
+    async def commit_phase(self) -> None:
+        """From here on a graceful cancel is refused; only a forced one stops the task."""
+        await self.flush()
+        await self._update(writer_service_pb2.UpdateTaskRequest(in_commit_phase=True))
+
+    def result(
+        self,
+        resource_id: str = "",
+        additional_resource_id: str = "",
+        resource: dict[str, Any] | None = None,
+        resource_path: str = "",
+    ) -> None:
+        """What the task produced; sent with its completion."""
+        self._result = task_pb2.TaskResult(
+            resource_id=resource_id, additional_resource_id=additional_resource_id, resource_path=resource_path
+        )
+        if resource is not None:
+            self._result.resource.update(resource)
+
+    # -- the protocol ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> WorkerTask:
+        request = writer_service_pb2.ClaimTaskRequest(
+            task_id=self.task_id,
+            worker_name=self.writer.worker_name,
+            lease_duration=_seconds(self.policy.lease),
+            lease_id=self.lease_id,
+        )
+        reply = await self.writer.call(self.writer.stub.ClaimTask, request)  # retried: the lease_id makes it idempotent
+        self.task = reply.task
+        self._background = [
+            asyncio.create_task(self._heartbeats(), name=f"heartbeat {self.task_id}"),
+            asyncio.create_task(self._watch(), name=f"watch {self.task_id}"),
+            asyncio.create_task(self._flusher(), name=f"log {self.task_id}"),
+        ]
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _tb: TracebackType | None
+    ) -> bool:
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self.lost:
+            return False
+        with contextlib.suppress(grpc.RpcError):
+            await self.flush()
+        end = writer_service_pb2.UpdateTaskRequest()
+        if error is None:
+            end.status = task_pb2.TASK_STATUS_COMPLETED
+            if self._result is not None:
+                end.result.CopyFrom(self._result)
+        elif self.cancel_requested and isinstance(error, TaskCanceled | asyncio.CancelledError):
+            end.status = task_pb2.TASK_STATUS_CANCELED
+        else:
+            end.status = task_pb2.TASK_STATUS_FAILED
+            end.error.CopyFrom(
+                task_pb2.TaskError(code=type(error).__name__, message=str(error) or type(error).__name__)
+            )
+        await self._update(end)
+        # A cancel carried out is the end the caller asked for: it does not propagate.
+        return isinstance(error, TaskCanceled)
+
+    async def _update(self, request: writer_service_pb2.UpdateTaskRequest) -> None:
+        request.task_id = self.task_id
+        request.lease_id = self.lease_id
+        reply = await self.writer.call(self.writer.stub.UpdateTask, request)
+        self.task = reply.task
+
+    def _heard(self, cancel_requested: bool, forced: bool) -> None:
+        if cancel_requested and not self._canceled.is_set():
+            self.cancel_forced = forced
+            self._canceled.set()
+
+    async def _heartbeats(self) -> None:
+        interval = self.policy.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            request = writer_service_pb2.HeartbeatRequest(task_id=self.task_id, lease_id=self.lease_id)
+            try:
+                reply = await self.writer.call(self.writer.stub.Heartbeat, request)
+            except grpc.RpcError as error:
+                if _base.code_of(error) == grpc.StatusCode.FAILED_PRECONDITION:
+                    self.lost = True
+                    log.warning("task %s: lease lost (%s)", self.task_id, error)
+                    self._canceled.set()  # whatever the work waits for, it must stop
+                    return
+                log.warning("task %s: heartbeat failed, retrying: %s", self.task_id, error)
+                continue
+            self._heard(reply.cancel_requested, reply.cancel_forced)
+
+    async def _watch(self) -> None:
+        """The watch stream tells of a cancel at once; heartbeats are the fallback."""
+        request = writer_service_pb2.WatchTaskRequest(task_id=self.task_id, lease_id=self.lease_id)
+        while True:
+            try:
+                async for event in self.writer.stub.WatchTask(request, metadata=self.writer.metadata):
+                    self._heard(event.cancel_requested, event.cancel_forced)
+                    if event.status in _base.TERMINAL:
+                        return
+            except grpc.RpcError as error:
+                if _base.code_of(error) == grpc.StatusCode.FAILED_PRECONDITION:
+                    return
+            await asyncio.sleep(min(1.0, self.policy.heartbeat_interval))
+
+    async def _flusher(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.policy.flush_interval)
+            self._flush_now.clear()
+            try:
+                await self.flush()
+            except grpc.RpcError as error:
+                log.warning("task %s: log flush failed: %s", self.task_id, error)
