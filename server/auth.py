@@ -31,6 +31,7 @@ from tasktrail.store.engine import Reader
 from tasktrail.store.schema import tokens
 
 PREFIX = "tt"
+Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 class Role(enum.Enum):
@@ -148,7 +149,8 @@ async def authenticate(store: Store, token: str) -> Principal | None:
     return Principal(token_id, row[0], Role(row[1]), access_of(json.loads(row[2])))
 
 
-def bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+def bearer(metadata: Any) -> str | None:
+    """The token of `authorization: Bearer <token>` metadata."""
     for key, value in metadata or ():
         if key == "authorization" and isinstance(value, str):
             scheme, _, token = value.partition(" ")
@@ -176,7 +178,7 @@ async def refuse_grpc(context: aio.ServicerContext[Any, Any], message: str) -> N
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
 
-class AuthInterceptor(aio.ServerInterceptor):
+class AuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
     """Checks the caller's token for every call that needs one, and hands the
     caller to the servicer through `current`."""
 
@@ -191,11 +193,11 @@ class AuthInterceptor(aio.ServerInterceptor):
         self.requirements = requirements
         self.refusals = refusals or {}
 
-    async def intercept_service(
+    async def intercept_service(  # type: ignore[override]  # a handler may be None (an unknown method)
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(details)
         service = details.method.rsplit("/", 2)[-2] if details.method.count("/") >= 2 else ""
         need = self.requirements.get(service, Requirement.NONE)
@@ -215,29 +217,28 @@ class AuthInterceptor(aio.ServerInterceptor):
                 return False
             if need is Requirement.WRITER and not principal.can_write:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this call needs a writer token")
-                return False
             current.set(principal)
             return True
 
         return _guarded(handler, check)
 
 
-def _guarded(
-    handler: grpc.RpcMethodHandler, check: Callable[[aio.ServicerContext[Any, Any]], Awaitable[bool]]
-) -> grpc.RpcMethodHandler:
+def _guarded(handler: Handler, check: Callable[[aio.ServicerContext[Any, Any]], Awaitable[bool]]) -> Handler:
+    """The handler, with `check` first; the grpc.aio handlers are coroutines (the stubs know sync ones only)."""
+    make: Any = grpc
     if handler.unary_unary is not None:
-        inner_uu = handler.unary_unary
+        inner_uu: Any = handler.unary_unary
 
         async def unary_unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             if await check(context):
                 return await inner_uu(request, context)
             return None
 
-        return grpc.unary_unary_rpc_method_handler(
+        return make.unary_unary_rpc_method_handler(  # type: ignore[no-any-return]
             unary_unary, handler.request_deserializer, handler.response_serializer
         )
     if handler.unary_stream is not None:
-        inner_us = handler.unary_stream
+        inner_us: Any = handler.unary_stream
 
         async def unary_stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             if not await check(context):
@@ -245,7 +246,7 @@ def _guarded(
             async for item in inner_us(request, context):
                 yield item
 
-        return grpc.unary_stream_rpc_method_handler(
+        return make.unary_stream_rpc_method_handler(  # type: ignore[no-any-return]
             unary_stream, handler.request_deserializer, handler.response_serializer
         )
     raise TypeError("tasktrail has only unary and server-streaming calls")

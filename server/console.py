@@ -18,6 +18,7 @@ from google.protobuf import json_format
 
 from tasktrail.client import TaskClient, Timeouts
 from tasktrail.client._base import STATUS_NAMES, TERMINAL, default_target, default_token
+from tasktrail.protojson import struct_to_dict
 from tasktrail.v1 import task_pb2
 
 SCOPE_NAMES = {
@@ -66,11 +67,11 @@ def when(ts: Any) -> str:
 
 
 def status_name(value: int) -> str:
-    return STATUS_NAMES.get(value, "unknown")  # type: ignore[call-overload]
+    return STATUS_NAMES.get(task_pb2.TaskStatus.ValueType(value), "unknown")
 
 
 def as_json(message: Any) -> dict[str, Any]:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)  # type: ignore[no-any-return]
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
 def describe(task: task_pb2.Task) -> str:
@@ -248,8 +249,8 @@ def run_wait(args: argparse.Namespace, _url: str) -> int:
 
 
 def format_entry(entry: task_pb2.LogEntry, stream: TextIO = sys.stdout) -> str:
-    stamp = time.strftime("%H:%M:%S", time.gmtime(entry.timestamp.seconds))
-    fields = json_format.MessageToDict(entry.fields) if entry.HasField("fields") else {}
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.timestamp.seconds))
+    fields = struct_to_dict(entry.fields) if entry.HasField("fields") else {}
     extra = " " + " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items()) if fields else ""
     dim = colour_enabled(stream)
     return f"{chr(27) + '[2m' if dim else ''}{stamp}{RESET if dim else ''} {entry.message}{extra}"

@@ -9,6 +9,7 @@ narrowed to what the face shows); anything else is NOT_FOUND.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import secrets
 import time
@@ -253,15 +254,25 @@ class TaskCore:
             updated = _apply(task, changes, now)
             if updated.status.terminal:
                 updated = self._ended(updated)
+            if updated.status is Status.CANCELED and task.status is not Status.CANCELED:
+                # The worker confirmed the cancel: the log says so, as when the server finishes one.
+                return self._log_in_tx(conn, task, updated, "task successfully canceled", {"status": "canceled"}, now)
             return q.save_task(conn, task, updated)
 
         return await self._write(task_id, tx)
 
     async def append_log(
-        self, task_id: str, entries: Sequence[NewLogEntry], lease_id: str | None = None, access: Access = EVERYTHING
+        self,
+        task_id: str,
+        entries: Sequence[NewLogEntry],
+        lease_id: str | None = None,
+        access: Access = EVERYTHING,
+        append_id: str | None = None,
     ) -> list[str]:
         if not entries:
             return []
+        if append_id is not None and len(append_id) > MAX_REQUEST_ID:
+            raise errors.InvalidArgument(f"append_id is at most {MAX_REQUEST_ID} characters")
         if len(entries) > self.limits.max_append_batch:
             raise errors.InvalidArgument(f"at most {self.limits.max_append_batch} entries per call")
         for entry in entries:
@@ -270,15 +281,21 @@ class TaskCore:
         def tx(conn: Connection) -> list[str]:
             now = now_us()
             task = self._locked(conn, task_id, access, now)
+            if append_id and task.last_append_id == append_id:
+                return list(task.last_append_ids)  # a retry of an append that was made: its ids again
             if task.status.terminal:
                 raise errors.FailedPrecondition(
                     f"task {task_id} is {task.status.value}: its log is sealed", reason=errors.LOG_SEALED
                 )
             _check_lease(task, lease_id, now)
             made = self._allocate(task.last_entry_id, entries, now)
+            ids = [e.entry_id for e in made]
             q.insert_entries(conn, task_id, made)
-            q.save_task(conn, task, dataclasses.replace(task, last_entry_id=made[-1].entry_id, updated_at=now))
-            return [e.entry_id for e in made]
+            after = dataclasses.replace(task, last_entry_id=ids[-1], updated_at=now)
+            if append_id:
+                after = dataclasses.replace(after, last_append_id=append_id, last_append_ids=tuple(ids))
+            q.save_task(conn, task, after)
+            return ids
 
         return await self._write(task_id, tx)
 
@@ -420,7 +437,7 @@ class TaskCore:
         lapsed = await self.store.read(lambda r: q.lapsed_leases(r, now, batch))
         ended = 0
         for task_id in lapsed:
-            if await self._write(task_id, lambda conn, t=task_id: self._lose_worker(conn, t)):
+            if await self._write(task_id, functools.partial(self._lose_worker, task_id=task_id)):
                 ended += 1
         return ended
 
@@ -473,7 +490,7 @@ class TaskCore:
         self._log_in_tx(conn, task, canceled, message, {"status": "canceled"}, now)
         return True
 
-    def _lose_worker(self, conn: Connection, task_id: str) -> bool:
+    def _lose_worker(self, conn: Connection, *, task_id: str) -> bool:
         """The lease lapsed: a running task fails, a canceling one is canceled."""
         try:
             task = self._locked(conn, task_id, EVERYTHING, now_us())

@@ -100,11 +100,13 @@ class Demo:
         async with self.writer.task(task.task_id) as t:
             label = time.strftime("%Y%m%d-%H%M%SF")
             for line in (
-                f"P00   INFO: backup command begin 2.55.1: --exec-id={self.rng.randint(1000, 9999)}-{secrets.token_hex(4)} --stanza=db",
+                f"P00   INFO: backup command begin 2.55.1: --exec-id={self.rng.randint(1000, 9999)}-"
+                f"{secrets.token_hex(4)} --stanza=db",
                 "P00   INFO: execute non-exclusive backup start: backup begins after the next regular checkpoint",
                 f"P00   INFO: backup start archive = 0000000100000000000000{self.rng.randint(10, 99)}",
                 f"P00   INFO: new backup label = {label}",
-                f"P00   INFO: full backup size = {self.rng.uniform(5, 90):.1f}MB, file total = {self.rng.randint(900, 1500)}",
+                f"P00   INFO: full backup size = {self.rng.uniform(5, 90):.1f}MB, "
+                f"file total = {self.rng.randint(900, 1500)}",
                 f"P00   INFO: backup command end: completed successfully ({self.rng.randint(2000, 9000)}ms)",
             ):
                 await self.step(t, line)
@@ -209,9 +211,11 @@ async def drive(
                 await asyncio.wait_for(stop.wait(), 0.2)
     finally:
         canceller.cancel()
-        for job in running:
-            job.cancel()  # a canceled operation ends its task as failed, as a stopped worker would
-        await asyncio.gather(canceller, *running, return_exceptions=True)
+        print(f"tasktrail demo: stopping; letting {len(running)} operations finish", flush=True)
+        _done, left = await asyncio.wait(running, timeout=30) if running else (set(), set())
+        for job in left:
+            job.cancel()  # an operation stopped half-way ends its task as failed, as a stopped worker would
+        await asyncio.gather(canceller, *left, return_exceptions=True)
         await writer.close()
         await reader.close()
     print(f"tasktrail demo: ran {demo.started} operations", flush=True)

@@ -157,6 +157,8 @@ class Task:
     lease_duration_us: int | None = None
     cancel_forced: bool = False
     retention_us: int | None = None
+    last_append_id: str | None = None
+    last_append_ids: tuple[str, ...] = ()
     version: int = 0
 
     @property

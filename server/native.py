@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2, duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
@@ -21,7 +21,6 @@ from tasktrail.core import EVERYTHING, TaskCore
 from tasktrail.model import (
     Access,
     ErrorDetail,
-    JsonObject,
     LogEntry,
     NewLogEntry,
     NewTask,
@@ -36,6 +35,7 @@ from tasktrail.model import (
     TaskError,
     TaskQuery,
 )
+from tasktrail.protojson import struct_to_dict
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -73,21 +73,6 @@ def timestamp(us: int) -> timestamp_pb2.Timestamp:
 
 def from_timestamp(ts: timestamp_pb2.Timestamp) -> int:
     return ts.seconds * 1_000_000 + ts.nanos // 1000
-
-
-def struct_to_dict(value: struct_pb2.Struct) -> JsonObject:
-    """A Struct as plain JSON; whole numbers come back as ints (Struct holds doubles)."""
-    return _ints(json_format.MessageToDict(value))  # type: ignore[no-any-return]
-
-
-def _ints(value: Any) -> Any:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _ints(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_ints(v) for v in value]
-    return value
 
 
 def to_pb_task(task: Task) -> task_pb2.Task:
@@ -420,7 +405,9 @@ class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
             )
             for e in request.entries
         ]
-        ids = await self.core.append_log(request.task_id, entries, request.lease_id or None, caller_access())
+        ids = await self.core.append_log(
+            request.task_id, entries, request.lease_id or None, caller_access(), request.append_id or None
+        )
         return writer_service_pb2.AppendLogEntriesResponse(entry_ids=ids)
 
 

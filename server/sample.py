@@ -194,7 +194,7 @@ def write_if_empty(target: str, token: str) -> int:
         return write(channel)
 
 
-class WithToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class WithToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     """Adds `authorization: Bearer <token>` to every call of a channel."""
 
     def __init__(self, token: str) -> None:

@@ -84,7 +84,7 @@ async def check_schema(store: Store) -> None:
             await engine.dispose()
 
 
-def interceptors(settings: ServerSettings, store: Store) -> list[aio.ServerInterceptor]:
+def interceptors(settings: ServerSettings, store: Store) -> list[aio.ServerInterceptor]:  # type: ignore[type-arg]
     if not settings.auth:
         return []
     requirements = {SERVICE_NAMES[0]: auth.Requirement.READER, SERVICE_NAMES[1]: auth.Requirement.WRITER}

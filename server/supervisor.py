@@ -133,7 +133,8 @@ def banner(args: argparse.Namespace, url: str, data_dir: Path, token: str) -> st
         "",
         "Try:",
         f"  curl{auth} {rest}/v1/databases/{db}/tasks",
-        f"  curl{auth} '{rest}/v1/databases/{db}/tasks?limit=5&after_task_id={sample.DOC_AFTER_TASK_ID}&sort_order=asc'",
+        f"  curl{auth} '{rest}/v1/databases/{db}/tasks?limit=5&after_task_id={sample.DOC_AFTER_TASK_ID}"
+        "&sort_order=asc'",
         f"  curl{auth} {rest}/v1/databases/{db}/tasks/{task}",
         f"  curl{auth} {rest}/v1/databases/{db}/tasks/{task}/log",
         f"  curl{auth} '{rest}/v1/databases/{db}/tasks/{task}/log?after_entry_id={sample.DOC_AFTER_ENTRY_ID}'",

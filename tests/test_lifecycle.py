@@ -90,7 +90,7 @@ async def test_every_writer_transition(core: TaskCore, state: Status, target: St
 
 @pytest.mark.parametrize("state", list(Status))
 async def test_every_claim(core: TaskCore, state: Status) -> None:
-    task, lease = await task_in(core, state)
+    task, _lease = await task_in(core, state)
     if state is P:
         claim = await core.claim(task.task_id, "w2", LEASE, None, EVERYTHING)
         assert (claim.task.status, claim.task.worker_name) == (R, "w2")

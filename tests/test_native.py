@@ -33,9 +33,10 @@ class Api:
     async def create(
         self, entity: str = "db1", scope: task_pb2.Scope.ValueType = task_pb2.SCOPE_DATABASE, **kw: str
     ) -> task_pb2.Task:
-        reply = await self.writer.CreateTask(
-            writer_service_pb2.CreateTaskRequest(scope=scope, entity_id=entity, type="create", **kw)
-        )
+        request = writer_service_pb2.CreateTaskRequest(scope=scope, entity_id=entity, type="create")
+        for name, value in kw.items():
+            setattr(request, name, value)
+        reply = await self.writer.CreateTask(request)
         return reply.task
 
 
@@ -253,3 +254,18 @@ async def test_health_and_reflection(api: Api, database_url: str) -> None:
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
     finally:
         await running.stop(1)
+
+
+async def test_a_retried_append_lands_once(api: Api) -> None:
+    task = await api.create()
+    await api.writer.UpdateTask(
+        writer_service_pb2.UpdateTaskRequest(task_id=task.task_id, status=task_pb2.TASK_STATUS_RUNNING)
+    )
+    request = writer_service_pb2.AppendLogEntriesRequest(
+        task_id=task.task_id, entries=[task_pb2.LogEntry(message="once")], append_id="batch-1"
+    )
+    first = (await api.writer.AppendLogEntries(request)).entry_ids
+    again = (await api.writer.AppendLogEntries(request)).entry_ids  # the answer was lost: the worker sends it again
+    assert list(again) == list(first)
+    log = await api.reader.GetTaskLog(task_service_pb2.GetTaskLogRequest(task_id=task.task_id))
+    assert [e.message for e in log.entries] == ["once"]

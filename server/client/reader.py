@@ -3,6 +3,7 @@ log (every page), wait, cancel."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
@@ -88,10 +89,10 @@ class TaskClient(_ReaderBase):
         after = after_entry_id or ""
         while True:
             request = task_service_pb2.GetTaskLogRequest(task_id=task_id, after_entry_id=after, page_size=page_size)
-            page = _base.call_sync(
-                lambda r=request: self._stub.GetTaskLog(r, timeout=self.timeouts.call, metadata=self._metadata),
-                self.retry,
+            call = functools.partial(
+                self._stub.GetTaskLog, request, timeout=self.timeouts.call, metadata=self._metadata
             )
+            page = _base.call_sync(call, self.retry)
             yield from page.entries
             if not page.has_more:
                 return
@@ -103,10 +104,10 @@ class TaskClient(_ReaderBase):
         while True:
             left = self.timeouts.wait if deadline is None else min(self.timeouts.wait, deadline - time.monotonic())
             request = _base.wait_request(task_id, left)
-            reply = _base.call_sync(
-                lambda r=request: self._stub.WaitTask(r, timeout=left + self.timeouts.call, metadata=self._metadata),
-                self.retry,
+            wait = functools.partial(
+                self._stub.WaitTask, request, timeout=left + self.timeouts.call, metadata=self._metadata
             )
+            reply = _base.call_sync(wait, self.retry)
             if reply.done or (deadline is not None and time.monotonic() >= deadline):
                 return reply.task
 
@@ -142,7 +143,7 @@ class AsyncTaskClient(_ReaderBase):
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
     async def get(self, task_id: str) -> task_pb2.Task:
         request = task_service_pb2.GetTaskRequest(task_id=task_id)
@@ -178,10 +179,10 @@ class AsyncTaskClient(_ReaderBase):
         after = after_entry_id or ""
         while True:
             request = task_service_pb2.GetTaskLogRequest(task_id=task_id, after_entry_id=after, page_size=page_size)
-            page = await _base.call_async(
-                lambda r=request: self._stub.GetTaskLog(r, timeout=self.timeouts.call, metadata=self._metadata),
-                self.retry,
+            call = functools.partial(
+                self._stub.GetTaskLog, request, timeout=self.timeouts.call, metadata=self._metadata
             )
+            page = await _base.call_async(call, self.retry)
             for entry in page.entries:
                 yield entry
             if not page.has_more:
@@ -193,10 +194,10 @@ class AsyncTaskClient(_ReaderBase):
         while True:
             left = self.timeouts.wait if deadline is None else min(self.timeouts.wait, deadline - time.monotonic())
             request = _base.wait_request(task_id, left)
-            reply = await _base.call_async(
-                lambda r=request: self._stub.WaitTask(r, timeout=left + self.timeouts.call, metadata=self._metadata),
-                self.retry,
+            wait = functools.partial(
+                self._stub.WaitTask, request, timeout=left + self.timeouts.call, metadata=self._metadata
             )
+            reply = await _base.call_async(wait, self.retry)
             if reply.done or (deadline is not None and time.monotonic() >= deadline):
                 return reply.task
 

@@ -82,7 +82,7 @@ class AsyncTaskWriter:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
     async def call(self, method: Any, request: Any, *, retry: bool = True) -> Any:
         return await _base.call_async(
@@ -118,7 +118,7 @@ class AsyncTaskWriter:
         )
         if result_ttl is not None:
             request.result_ttl.CopyFrom(_seconds(result_ttl))
-        reply = await self.call(self.stub.CreateTask, request)
+        reply: writer_service_pb2.CreateTaskResponse = await self.call(self.stub.CreateTask, request)
         return reply.task
 
     def task(self, task_id: str, *, policy: WorkerPolicy | None = None) -> WorkerTask:
@@ -140,7 +140,12 @@ class WorkerTask:
         self._canceled = asyncio.Event()
         self._pending: list[task_pb2.LogEntry] = []
         self._flush_now = asyncio.Event()
+        # One flush at a time, so that batches reach the log in the order they were written.
+        self._flushing = asyncio.Lock()
+        self._closing = False
+        self._batch_id: str | None = None
         self._background: list[asyncio.Task[None]] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._result: task_pb2.TaskResult | None = None
 
     # -- what the work sees ---------------------------------------------------------
@@ -167,13 +172,18 @@ class WorkerTask:
             self._flush_now.set()
 
     async def flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[: self.policy.batch_size], self._pending[self.policy.batch_size :]
-            request = writer_service_pb2.AppendLogEntriesRequest(
-                task_id=self.task_id, entries=batch, lease_id=self.lease_id
-            )
-            # Not retried: an append that reached the server but whose answer was lost would repeat.
-            await self.writer.call(self.writer.stub.AppendLogEntries, request, retry=False)
+        async with self._flushing:
+            while self._pending:
+                batch = self._pending[: self.policy.batch_size]
+                # Its append_id makes the batch safe to send again: each line lands once.
+                if self._batch_id is None:
+                    self._batch_id = str(uuid.uuid4())
+                request = writer_service_pb2.AppendLogEntriesRequest(
+                    task_id=self.task_id, entries=batch, lease_id=self.lease_id, append_id=self._batch_id
+                )
+                await self.writer.call(self.writer.stub.AppendLogEntries, request)
+                del self._pending[: len(batch)]
+                self._batch_id = None
 
     async def progress(
         self, percent: float | None = None, step: str | None = None, targets: Sequence[tuple[str, str]] = ()
@@ -185,9 +195,13 @@ class WorkerTask:
         )
         await self._update(writer_service_pb2.UpdateTaskRequest(progress=progress))
 
-    async def set(self, **context: str) -> None:
-        """Set context fields: node_name, instance_id, host_id."""
-        await self._update(writer_service_pb2.UpdateTaskRequest(**context))
+    async def set(
+        self, node_name: str | None = None, instance_id: str | None = None, host_id: str | None = None
+    ) -> None:
+        """Set context fields."""
+        await self._update(
+            writer_service_pb2.UpdateTaskRequest(node_name=node_name, instance_id=instance_id, host_id=host_id)
+        )
 
     async def commit_phase(self) -> None:
         """From here on a graceful cancel is refused; only a forced one stops the task."""
@@ -222,8 +236,8 @@ class WorkerTask:
         self._background = [
             asyncio.create_task(self._heartbeats(), name=f"heartbeat {self.task_id}"),
             asyncio.create_task(self._watch(), name=f"watch {self.task_id}"),
-            asyncio.create_task(self._flusher(), name=f"log {self.task_id}"),
         ]
+        self._flusher = asyncio.create_task(self._flush_loop(), name=f"log {self.task_id}")
         return self
 
     async def __aexit__(
@@ -232,6 +246,11 @@ class WorkerTask:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        # The log flusher is not cut off mid-append: it stops after the batch it is sending.
+        self._closing = True
+        self._flush_now.set()
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
         if self.lost:
             return False
         with contextlib.suppress(grpc.RpcError):
@@ -294,12 +313,14 @@ class WorkerTask:
                     return
             await asyncio.sleep(min(1.0, self.policy.heartbeat_interval))
 
-    async def _flusher(self) -> None:
+    async def _flush_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.policy.flush_interval)
             self._flush_now.clear()
+            if self._closing:  # __aexit__ sends what is left itself
+                return
             try:
                 await self.flush()
             except grpc.RpcError as error:
-                log.warning("task %s: log flush failed: %s", self.task_id, error)
+                log.warning("task %s: log flush failed, will try again: %s", self.task_id, error)

@@ -41,6 +41,9 @@ tasks = Table(
     Column("cancel_forced", Boolean, nullable=False, default=False),
     # Result retention after completion; NULL: the scope's default.
     Column("retention_us", BigInteger),
+    # The last append's idempotency key and the entry ids it made (JSON), for a retry.
+    Column("last_append_id", String(64)),
+    Column("last_append_ids", Text),
     # Bumped by every write, so that other processes can tell a task changed.
     Column("version", BigInteger, nullable=False, default=0),
 )

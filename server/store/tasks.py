@@ -60,6 +60,8 @@ TASK_COLUMNS = (
     tasks.c.cancel_forced,
     tasks.c.retention_us,
     tasks.c.version,
+    tasks.c.last_append_id,
+    tasks.c.last_append_ids,
 )
 
 _SCOPES = {s.value: s for s in Scope}
@@ -105,6 +107,8 @@ def task_from_row(row: Row) -> Task:
         cancel_forced=bool(row[25]),
         retention_us=row[26],
         version=row[27],
+        last_append_id=row[28],
+        last_append_ids=tuple(json.loads(row[29])) if row[29] else (),
     )
 
 
@@ -139,6 +143,8 @@ def task_values(task: Task) -> dict[str, Any]:
         "cancel_forced": task.cancel_forced,
         "retention_us": task.retention_us,
         "version": task.version,
+        "last_append_id": task.last_append_id,
+        "last_append_ids": dump_json(list(task.last_append_ids)) if task.last_append_ids else None,
     }
 
 

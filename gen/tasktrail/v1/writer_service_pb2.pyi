@@ -371,9 +371,14 @@ class AppendLogEntriesRequest(_message.Message):
     TASK_ID_FIELD_NUMBER: _builtins.int
     ENTRIES_FIELD_NUMBER: _builtins.int
     LEASE_ID_FIELD_NUMBER: _builtins.int
+    APPEND_ID_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     lease_id: _builtins.str
     """Required when a worker holds the task."""
+    append_id: _builtins.str
+    """Makes the call safe to retry: when it names the task's last append, the
+    server answers that append's ids again instead of appending twice.
+    """
     @_builtins.property
     def entries(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.LogEntry]:
         """message and fields are required; timestamp defaults to now. entry_id is
@@ -387,10 +392,11 @@ class AppendLogEntriesRequest(_message.Message):
         task_id: _builtins.str = ...,
         entries: _abc.Iterable[_task_pb2.LogEntry] | None = ...,
         lease_id: _builtins.str = ...,
+        append_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "lease_id", b"lease_id", "task_id", b"task_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["append_id", b"append_id", "entries", b"entries", "lease_id", b"lease_id", "task_id", b"task_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

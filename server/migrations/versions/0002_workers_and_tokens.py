@@ -23,6 +23,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("lease_duration_us", sa.BigInteger))
         batch.add_column(sa.Column("cancel_forced", sa.Boolean, nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("retention_us", sa.BigInteger))
+        batch.add_column(sa.Column("last_append_id", sa.String(64)))
+        batch.add_column(sa.Column("last_append_ids", sa.Text))
         batch.add_column(sa.Column("version", sa.BigInteger, nullable=False, server_default="0"))
     op.create_index("ix_tasks_request_id", "tasks", ["request_id"], unique=True)
     op.create_index("ix_tasks_lease_expires_at", "tasks", ["lease_expires_at"])
@@ -47,6 +49,8 @@ def downgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
         for column in (
             "version",
+            "last_append_ids",
+            "last_append_id",
             "retention_us",
             "cancel_forced",
             "lease_duration_us",
