@@ -19,7 +19,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
@@ -31,7 +31,8 @@ from tasktrail.store.engine import Reader
 from tasktrail.store.schema import tokens
 
 PREFIX = "tt"
-Handler = grpc.RpcMethodHandler[Any, Any]
+if TYPE_CHECKING:  # the stubs' generic is not one at run time
+    Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 class Role(enum.Enum):
