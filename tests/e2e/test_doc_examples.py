@@ -4,8 +4,10 @@ each answers JSON, and the statuses the docs show."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +44,44 @@ def run(stack: Stack, script: str) -> str:
     ).stdout
 
 
+def cli_blocks() -> list[tuple[str, str, str]]:
+    """Blocks that use the CLI (sh) or the SDK (python)."""
+    found = []
+    for doc in DOCS:
+        text = doc.read_text()
+        for i, block in enumerate(re.findall(r"```sh\n(.*?)```", text, re.S)):
+            if ".venv/bin/tasktrail" in block:
+                found.append((f"{doc.name}#sh{i}", "sh", block))
+        for i, block in enumerate(re.findall(r"```python\n(.*?)```", text, re.S)):
+            if "tasktrail.client" in block:
+                found.append((f"{doc.name}#py{i}", "python", block))
+    return found
+
+
 def test_docs_have_examples() -> None:
     assert len(blocks()) >= 6
+    assert len(cli_blocks()) >= 2
+
+
+@pytest.mark.parametrize(("name", "kind", "block"), cli_blocks(), ids=[n for n, _, _ in cli_blocks()])
+def test_cli_and_sdk_example(docs_stack: Stack, tmp_path: Path, name: str, kind: str, block: str) -> None:
+    # Run where a `make run` would be: ./data is the stack's data directory.
+    (tmp_path / "data").symlink_to(docs_stack.data_dir)
+    env = {
+        **os.environ,
+        "TASKTRAIL_TARGET": docs_stack.grpc_target,
+        "TASKTRAIL_TOKEN": docs_stack.token,
+        "NO_COLOR": "1",
+    }
+    if kind == "sh":
+        script = block.replace(".venv/bin/tasktrail", f"{sys.executable} -m tasktrail")
+        script = script.replace("localhost:50051", docs_stack.grpc_target)
+        argv = ["bash", "-euo", "pipefail", "-c", script]
+    else:
+        argv = [sys.executable, "-c", block]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert done.returncode == 0, (name, done.stdout, done.stderr)
+    assert done.stdout
 
 
 @pytest.mark.parametrize(("name", "block"), blocks(), ids=[n for n, _ in blocks()])
