@@ -16,6 +16,9 @@ from tests.conftest import ROOT
 MODULES = [
     "tasktrail.cli",
     "tasktrail.server",
+    "tasktrail.store.engine",
+    "tasktrail.client",
+    "tasktrail.client.worker",
     "tasktrail.dialects.controlplane",
     "tasktrail.v1.task_pb2",
     "tasktrail.v1.task_service_pb2_grpc",
@@ -53,13 +56,22 @@ def test_regular_wheel_imports(tmp_path: Path) -> None:
     # migrations/env.py runs only inside Alembic: import the rest, and check env.py is there.
     script = (
         "import importlib, pathlib, sys; "
-        f"mods = {MODULES[:-1]!r}; "
-        "[importlib.import_module(m) for m in mods]; "
-        "import tasktrail; "
-        f"assert pathlib.Path(tasktrail.__file__).is_relative_to({str(unpacked)!r}), tasktrail.__file__; "
-        "import tasktrail.v1.task_pb2 as t; "
-        f"assert pathlib.Path(t.__file__).is_relative_to({str(unpacked)!r}), t.__file__"
+        f"mods = [importlib.import_module(m) for m in {MODULES[:-1]!r}]; "
+        f"outside = [m.__name__ for m in mods if not pathlib.Path(m.__file__).is_relative_to({str(unpacked)!r})]; "
+        "assert not outside, outside"
     )
     subprocess.run(
         [sys.executable, "-c", script], check=True, cwd=tmp_path, env={"PYTHONPATH": str(unpacked)}, timeout=60
     )
+
+
+def test_every_subpackage_is_listed_in_pyproject() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "tasktrail" + ".".join(("", *d.relative_to(ROOT / "server").parts))
+        for d in (ROOT / "server").rglob("*")
+        if d.is_dir() and (d / "__init__.py").exists()
+    }
+    assert found <= listed, found - listed
