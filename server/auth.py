@@ -19,7 +19,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -31,8 +31,6 @@ from tasktrail.store.engine import Reader
 from tasktrail.store.schema import tokens
 
 PREFIX = "tt"
-if TYPE_CHECKING:  # the stubs' generic is not one at run time
-    Handler = grpc.RpcMethodHandler[Any, Any]
 
 
 class Role(enum.Enum):
@@ -162,12 +160,11 @@ def bearer(metadata: Any) -> str | None:
 
 # -- the server side -------------------------------------------------------------------
 
-# The caller of the current call, set by the interceptor for the servicer.
+# The caller of the current call, set by the gate for the servicer.
 current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("tasktrail_principal", default=None)
 
 
 class Requirement(enum.Enum):
-    NONE = "none"
     READER = "reader"
     WRITER = "writer"
 
@@ -179,75 +176,31 @@ async def refuse_grpc(context: aio.ServicerContext[Any, Any], message: str) -> N
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
 
 
-class AuthInterceptor(aio.ServerInterceptor):  # type: ignore[type-arg]
-    """Checks the caller's token for every call that needs one, and hands the
-    caller to the servicer through `current`."""
+class Gate:
+    """Checks the caller's token at the start of a call, and hands the caller to
+    the servicer through `current`. A servicer's decorator calls it (rather than
+    an interceptor on every call), so calls that need no token pay nothing."""
 
-    def __init__(
-        self,
-        store: Store,
-        requirements: dict[str, Requirement],
-        refusals: dict[str, Refusal] | None = None,
-    ) -> None:
+    def __init__(self, store: Store | None, refuse: Refusal = refuse_grpc) -> None:
+        # No store: the gate is open (a server run without tokens, in tests).
         self.store = store
-        # service name -> requirement; services not listed need nothing
-        self.requirements = requirements
-        self.refusals = refusals or {}
+        self.refuse = refuse
 
-    async def intercept_service(  # type: ignore[override]  # a handler may be None (an unknown method)
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(details)
-        service = details.method.rsplit("/", 2)[-2] if details.method.count("/") >= 2 else ""
-        need = self.requirements.get(service, Requirement.NONE)
-        if handler is None or need is Requirement.NONE:
-            return handler
-        refuse = self.refusals.get(service, refuse_grpc)
-        store = self.store
-
-        async def check(context: aio.ServicerContext[Any, Any]) -> bool:
-            token = bearer(context.invocation_metadata())
-            if token is None:
-                await refuse(context, "a token is required: metadata authorization: Bearer <token>")
-                return False
-            principal = await authenticate(store, token)
-            if principal is None:
-                await refuse(context, "the token is unknown or revoked")
-                return False
-            if need is Requirement.WRITER and not principal.can_write:
-                await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this call needs a writer token")
-            current.set(principal)
-            return True
-
-        return _guarded(handler, check)
+    async def admit(self, context: aio.ServicerContext[Any, Any], need: Requirement) -> None:
+        """Returns when the call may go on; a refusal aborts the call (it raises)."""
+        if self.store is None:
+            return
+        token = bearer(context.invocation_metadata())
+        if token is None:
+            await self.refuse(context, "a token is required: metadata authorization: Bearer <token>")
+            raise AssertionError("a refusal aborts the call")
+        principal = await authenticate(self.store, token)
+        if principal is None:
+            await self.refuse(context, "the token is unknown or revoked")
+            raise AssertionError("a refusal aborts the call")
+        if need is Requirement.WRITER and not principal.can_write:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this call needs a writer token")
+        current.set(principal)
 
 
-def _guarded(handler: Handler, check: Callable[[aio.ServicerContext[Any, Any]], Awaitable[bool]]) -> Handler:
-    """The handler, with `check` first; the grpc.aio handlers are coroutines (the stubs know sync ones only)."""
-    make: Any = grpc
-    if handler.unary_unary is not None:
-        inner_uu: Any = handler.unary_unary
-
-        async def unary_unary(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            if await check(context):
-                return await inner_uu(request, context)
-            return None
-
-        return make.unary_unary_rpc_method_handler(  # type: ignore[no-any-return]
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
-    if handler.unary_stream is not None:
-        inner_us: Any = handler.unary_stream
-
-        async def unary_stream(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
-            if not await check(context):
-                return
-            async for item in inner_us(request, context):
-                yield item
-
-        return make.unary_stream_rpc_method_handler(  # type: ignore[no-any-return]
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
-    raise TypeError("tasktrail has only unary and server-streaming calls")
+OPEN = Gate(None)

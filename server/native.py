@@ -9,7 +9,7 @@ import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 ERROR_DOMAIN = "tasktrail.dev"
 Ctx = aio.ServicerContext[Any, Any]
-S = TypeVar("S")
+G = TypeVar("G", bound="Guarded")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -175,11 +175,17 @@ def rich_status(exc: errors.CoreError) -> tuple[tuple[str, bytes], ...]:
     return (("grpc-status-details-bin", status.SerializeToString()),)
 
 
-def rpc(fn: Callable[[S, Req, Ctx], Awaitable[Resp]]) -> Callable[[S, Req, Ctx], Awaitable[Resp]]:
-    """Core errors become gRPC statuses with their reason attached."""
+class Guarded(Protocol):
+    gate: auth.Gate
+    need: auth.Requirement
+
+
+def rpc(fn: Callable[[G, Req, Ctx], Awaitable[Resp]]) -> Callable[[G, Req, Ctx], Awaitable[Resp]]:
+    """The caller's token is checked first; core errors become gRPC statuses with their reason attached."""
 
     @functools.wraps(fn)
-    async def wrapper(self: S, request: Req, context: Ctx) -> Resp:
+    async def wrapper(self: G, request: Req, context: Ctx) -> Resp:
+        await self.gate.admit(context, self.need)
         try:
             return await fn(self, request, context)
         except errors.CoreError as exc:
@@ -248,8 +254,11 @@ def duration_us(value: duration_pb2.Duration) -> int:
 
 
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
-    def __init__(self, core: TaskCore) -> None:
+    need = auth.Requirement.READER
+
+    def __init__(self, core: TaskCore, gate: auth.Gate = auth.OPEN) -> None:
         self.core = core
+        self.gate = gate
 
     @rpc
     async def GetTask(self, request: task_service_pb2.GetTaskRequest, context: Ctx) -> task_service_pb2.GetTaskResponse:
@@ -309,8 +318,11 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 
 
 class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
-    def __init__(self, core: TaskCore) -> None:
+    need = auth.Requirement.WRITER
+
+    def __init__(self, core: TaskCore, gate: auth.Gate = auth.OPEN) -> None:
         self.core = core
+        self.gate = gate
 
     @rpc
     async def CreateTask(
@@ -361,6 +373,7 @@ class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
     async def WatchTask(
         self, request: writer_service_pb2.WatchTaskRequest, context: Ctx
     ) -> AsyncIterator[writer_service_pb2.WatchTaskResponse]:
+        await self.gate.admit(context, self.need)
         try:
             async for task in self.core.watch(request.task_id, request.lease_id, caller_access()):
                 reply = writer_service_pb2.WatchTaskResponse(

@@ -84,24 +84,19 @@ async def check_schema(store: Store) -> None:
             await engine.dispose()
 
 
-def interceptors(settings: ServerSettings, store: Store) -> list[aio.ServerInterceptor]:  # type: ignore[type-arg]
-    if not settings.auth:
-        return []
-    requirements = {SERVICE_NAMES[0]: auth.Requirement.READER, SERVICE_NAMES[1]: auth.Requirement.WRITER}
-    if settings.controlplane_auth:
-        requirements[SERVICE_NAMES[2]] = auth.Requirement.READER
-    return [auth.AuthInterceptor(store, requirements, {SERVICE_NAMES[2]: controlplane.refuse})]
-
-
 async def start(settings: ServerSettings) -> Running:
     store = open_store(settings.database_url, settings.store)
     await check_schema(store)
     feed = ChangeFeed(store, settings.change_poll_interval)
     core = TaskCore(store, settings.limits, settings.timing, settings.retention, feed)
-    server = aio.server(options=GRPC_OPTIONS, interceptors=interceptors(settings, store))
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(core), server)
-    writer_service_pb2_grpc.add_TaskWriterServiceServicer_to_server(TaskWriterService(core), server)
-    controlplane_pb2_grpc.add_ControlPlaneTaskServiceServicer_to_server(ControlPlaneTaskService(core), server)
+    server = aio.server(options=GRPC_OPTIONS)
+    gate = auth.Gate(store) if settings.auth else auth.OPEN
+    rest_gate = auth.Gate(store, controlplane.refuse) if settings.auth and settings.controlplane_auth else auth.OPEN
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(core, gate), server)
+    writer_service_pb2_grpc.add_TaskWriterServiceServicer_to_server(TaskWriterService(core, gate), server)
+    controlplane_pb2_grpc.add_ControlPlaneTaskServiceServicer_to_server(
+        ControlPlaneTaskService(core, rest_gate), server
+    )
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

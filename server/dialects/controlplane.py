@@ -41,7 +41,7 @@ INVALID_ID_MESSAGE = (
 )
 
 Ctx = aio.ServicerContext[Any, Any]
-S = TypeVar("S")
+S = TypeVar("S", bound="ControlPlaneTaskService")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
@@ -104,6 +104,7 @@ def endpoint(
 
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Ctx) -> Resp:
+        await self.gate.admit(context, auth.Requirement.READER)
         try:
             return await fn(self, request, context)
         except HttpError as exc:
@@ -129,8 +130,10 @@ class Listing:
 
 
 class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
-    def __init__(self, core: TaskCore) -> None:
+    def __init__(self, core: TaskCore, gate: auth.Gate = auth.OPEN) -> None:
         self.core = core
+        # Open unless the operator requires a token on this port.
+        self.gate = gate
 
     @staticmethod
     def _access() -> Access:

@@ -188,13 +188,13 @@ class ControlPlaneModel(RuleBasedStateMachine):
         )
 
     def expected_page(
-        self, pool: list[ModelTask], ascending: bool, limit: int | None, cursor: str | None
+        self, pool: list[ModelTask], ascending: bool, limit: int | None, cursor: str | None, cap: int = MAX_PAGE
     ) -> tuple[list[str], bool]:
         ordered = sorted(pool, key=lambda t: t.position, reverse=not ascending)
         if cursor is not None:
             at = cursor_position(cursor, self.tasks)
             ordered = [t for t in ordered if (t.position > at if ascending else t.position < at)]
-        n = MAX_PAGE if limit is None or limit <= 0 else min(limit, MAX_PAGE)
+        n = cap if limit is None or limit <= 0 else min(limit, cap)
         return [t.task_id for t in ordered[:n]], len(ordered) > n
 
     def draw_cursor(self, data: st.DataObject) -> str | None:
@@ -247,7 +247,7 @@ class ControlPlaneModel(RuleBasedStateMachine):
                 break
             seen.extend(page)
             cursor = page[-1]
-        expected = self.expected_page(pool, order in ASC, 10**6, None)[0]
+        expected = self.expected_page(pool, order in ASC, None, None, cap=len(pool))[0]
         assert seen == expected, "\n".join(
             f"{a} {b} {self.tasks[a].position if a in self.tasks else '?'}"
             for a, b in zip(seen, expected, strict=False)
