@@ -104,3 +104,42 @@ def test_serve_refuses_an_unmigrated_store(tmp_path: Path) -> None:
     )
     assert reply.returncode != 0
     assert "run `tasktrail migrate` first" in reply.stderr
+
+
+def test_sigterm_lets_in_flight_calls_finish(tmp_path: Path) -> None:
+    from tasktrail import migrate, tokens
+    from tasktrail.auth import Role
+    from tasktrail.client._base import wait_request
+    from tasktrail.sample import WithToken
+    from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
+    from tests.conftest import free_port
+
+    url = f"sqlite:///{tmp_path / 'tasktrail.db'}"
+    migrate.migrate(url)
+    token = tokens.create(url, "test", Role.WRITER, ["database"])
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tasktrail", "serve", "--database-url", url, "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as plain:
+            grpc.channel_ready_future(plain).result(timeout=30)
+            channel = grpc.intercept_channel(plain, WithToken(token))
+            writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
+            task = writer.CreateTask(
+                writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="db", type="update"),
+                timeout=10,
+            ).task
+            reader = task_service_pb2_grpc.TaskServiceStub(channel)
+            waiting = reader.WaitTask.future(wait_request(task.task_id, 1.5), timeout=10)
+            time.sleep(0.3)  # the wait is in flight
+            server.send_signal(signal.SIGTERM)
+            reply = waiting.result(timeout=10)  # it finishes as it would have, not cut off
+            assert not reply.done
+        assert server.wait(15) == 0
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
