@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tasktrail.config import ServerSettings, default_database_url, env, env_int
 from tasktrail.core import SECOND, Limits, Timing
+from tasktrail.follow import FollowSettings
 from tasktrail.housekeeping import Housekeeping
 from tasktrail.model import Retention, Scope
 from tasktrail.store.engine import StoreOptions
@@ -62,6 +63,14 @@ SERVER_OPTIONS: list[tuple[str, str, type, str, object, str]] = [
         "CHANGE_POLL_INTERVAL",
         0.02,
         "how often a process looks for writes of other processes (s)",
+    ),
+    (
+        "--follow-heartbeat",
+        "follow_heartbeat",
+        float,
+        "FOLLOW_HEARTBEAT",
+        FollowSettings().heartbeat,
+        "a heartbeat on an idle log follow after this long (s)",
     ),
     ("--shutdown-grace", "shutdown_grace", float, "SHUTDOWN_GRACE", 10.0, "seconds in-flight calls get on shutdown"),
 ]
@@ -152,6 +161,7 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         ),
         retention=retention,
         housekeeping=Housekeeping(lease_check_interval=args.lease_check_interval, sweep_interval=args.sweep_interval),
+        follow=FollowSettings(heartbeat=args.follow_heartbeat),
         controlplane_auth=args.controlplane_auth,
         change_poll_interval=args.change_poll_interval,
         shutdown_grace=args.shutdown_grace,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasktrail.core import Limits, Timing
+from tasktrail.follow import FollowSettings
 from tasktrail.housekeeping import Housekeeping
 from tasktrail.model import Retention
 from tasktrail.store.engine import StoreOptions
@@ -37,6 +38,7 @@ class ServerSettings:
     timing: Timing = field(default_factory=Timing)
     retention: Retention = field(default_factory=Retention)
     housekeeping: Housekeeping = field(default_factory=Housekeeping)
+    follow: FollowSettings = field(default_factory=FollowSettings)
     # Tokens on the gRPC API (always, unless a test turns them off), and on the control-plane REST port.
     auth: bool = True
     controlplane_auth: bool = False

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 import grpc
 from google.protobuf import json_format
 
-from tasktrail.client import TaskClient, Timeouts
+from tasktrail.client import FollowError, TaskClient, Timeouts
 from tasktrail.client._base import STATUS_NAMES, TERMINAL, default_target, default_token
 from tasktrail.protojson import struct_to_dict
 from tasktrail.v1 import task_pb2
@@ -163,6 +163,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--after", help="only entries after this entry id")
     p.set_defaults(run=run_logs)
 
+    p = logs.add_parser(
+        "follow",
+        help="follow a log live, like kubectl logs -f, but resuming after a dropped connection; ends with the "
+        "task: exit 0 if it completed, 1 if it failed or was canceled",
+    )
+    client_options(p)
+    p.add_argument("task_id")
+    p.add_argument("--after", help="only entries after this entry id")
+    p.set_defaults(run=run_follow)
+
 
 def _client(args: argparse.Namespace, wait: float = 30.0) -> TaskClient:
     return TaskClient(
@@ -264,3 +274,22 @@ def run_logs(args: argparse.Namespace, _url: str) -> int:
     except grpc.RpcError as error:
         return _failed(error)
     return 0
+
+
+def run_follow(args: argparse.Namespace, _url: str) -> int:
+    try:
+        with _client(args) as client:
+            follow = client.follow(args.task_id, args.after)
+            for entry in follow:
+                print(json.dumps(as_json(entry)) if args.json else format_entry(entry), flush=True)
+    except FollowError as error:
+        print(f"tasktrail: {error}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as error:
+        return _failed(error)
+    status = status_name(follow.status or 0)
+    if args.json:
+        print(json.dumps({"end": {"task_status": status}}))
+    else:
+        print(f"task {args.task_id} {paint(status, status)}", file=sys.stderr)
+    return EXIT_COMPLETED if status == "completed" else EXIT_UNSUCCESSFUL

@@ -30,6 +30,8 @@ class EdgeConfig:
     admin_port: int = 9901
     health_interval: float = 1.0
     access_log: bool = False
+    # Envoy's default: 5 minutes.
+    stream_idle_timeout: float = 300.0
 
 
 def render(config: EdgeConfig) -> str:
@@ -53,6 +55,7 @@ def render(config: EdgeConfig) -> str:
         grpc_port=config.grpc_port,
         admin_port=config.admin_port,
         health_interval=f"{config.health_interval}s",
+        stream_idle_timeout=f"{config.stream_idle_timeout}s",
         endpoints=json.dumps(endpoints),
         descriptor=str(DESCRIPTOR),
         lua_errors=str(ENVOY_DIR / "errors.lua"),

@@ -16,7 +16,7 @@ from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
-from tasktrail import auth, errors
+from tasktrail import auth, errors, follow
 from tasktrail.core import EVERYTHING, TaskCore
 from tasktrail.model import (
     Access,
@@ -253,12 +253,28 @@ def duration_us(value: duration_pb2.Duration) -> int:
     return value.seconds * 1_000_000 + value.nanos // 1000
 
 
+def to_pb_frame(frame: follow.Frame) -> task_service_pb2.FollowTaskLogResponse:
+    out = task_service_pb2.FollowTaskLogResponse()
+    if isinstance(frame, follow.Entries):
+        out.entries.entries.extend(to_pb_entry(e) for e in frame.entries)
+    elif isinstance(frame, follow.Beat):
+        out.heartbeat.time.CopyFrom(timestamp(frame.at))
+    elif isinstance(frame, follow.Ended):
+        out.end.task_status = STATUS_TO_PB[frame.status]
+        out.end.last_entry_id = frame.last_entry_id or ""
+    else:
+        out.error.code = frame.error.code.value[0]
+        out.error.message = frame.error.message
+    return out
+
+
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     need = auth.Requirement.READER
 
-    def __init__(self, core: TaskCore, gate: auth.Gate = auth.OPEN) -> None:
+    def __init__(self, core: TaskCore, gate: auth.Gate = auth.OPEN, hub: follow.LogHub | None = None) -> None:
         self.core = core
         self.gate = gate
+        self.hub = hub or follow.LogHub(core)
 
     @rpc
     async def GetTask(self, request: task_service_pb2.GetTaskRequest, context: Ctx) -> task_service_pb2.GetTaskResponse:
@@ -315,6 +331,17 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         timeout = duration_us(request.timeout) if request.HasField("timeout") else self.core.timing.max_wait
         task = await self.core.wait(request.task_id, timeout, caller_access())
         return task_service_pb2.WaitTaskResponse(task=to_pb_task(task), done=task.status.terminal)
+
+    async def FollowTaskLog(
+        self, request: task_service_pb2.FollowTaskLogRequest, context: Ctx
+    ) -> AsyncIterator[task_service_pb2.FollowTaskLogResponse]:
+        await self.gate.admit(context, self.need)
+        try:
+            task = await self.hub.open(request.task_id, caller_access())
+        except errors.CoreError as exc:  # before the first frame: a status, as for any call
+            await context.abort(exc.code, exc.message, trailing_metadata=rich_status(exc))
+        async for frame in self.hub.follow(task, request.after_entry_id or None):
+            yield to_pb_frame(frame)
 
 
 class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):

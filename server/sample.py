@@ -194,11 +194,17 @@ def write_if_empty(target: str, token: str) -> int:
         return write(channel)
 
 
-class WithToken(grpc.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+class WithToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     """Adds `authorization: Bearer <token>` to every call of a channel."""
 
     def __init__(self, token: str) -> None:
         self.metadata = (("authorization", f"Bearer {token}"),)
 
+    def _with_token(self, details: Any) -> Any:
+        return details._replace(metadata=(*(details.metadata or ()), *self.metadata))
+
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(details._replace(metadata=(*(details.metadata or ()), *self.metadata)), request)
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)

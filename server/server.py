@@ -23,6 +23,7 @@ from tasktrail.core import TaskCore
 from tasktrail.dialects import controlplane
 from tasktrail.dialects.controlplane import ControlPlaneTaskService
 from tasktrail.events import ChangeFeed
+from tasktrail.follow import LogHub
 from tasktrail.native import TaskService, TaskWriterService
 from tasktrail.store import Store, open_store
 from tasktrail.store.engine import PostgresStore, SqliteStore
@@ -53,9 +54,11 @@ class Running:
     health: health_aio.HealthServicer
     port: int
     background: list[asyncio.Task[None]]
+    hub: LogHub
 
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
+        await self.hub.close()  # followers are told to resume elsewhere, rather than held to the grace period
         await self.server.stop(grace)
         for task in self.background:
             task.cancel()
@@ -92,10 +95,11 @@ async def start(settings: ServerSettings) -> Running:
     server = aio.server(options=GRPC_OPTIONS)
     gate = auth.Gate(store) if settings.auth else auth.OPEN
     rest_gate = auth.Gate(store, controlplane.refuse) if settings.auth and settings.controlplane_auth else auth.OPEN
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(core, gate), server)
+    hub = LogHub(core, settings.follow)
+    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(core, gate, hub), server)
     writer_service_pb2_grpc.add_TaskWriterServiceServicer_to_server(TaskWriterService(core, gate), server)
     controlplane_pb2_grpc.add_ControlPlaneTaskServiceServicer_to_server(
-        ControlPlaneTaskService(core, rest_gate), server
+        ControlPlaneTaskService(core, rest_gate, hub), server
     )
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -112,7 +116,7 @@ async def start(settings: ServerSettings) -> Running:
         asyncio.create_task(housekeeping.reap_leases(core, chores.lease_check_interval), name="leases"),
         asyncio.create_task(housekeeping.sweep(core, chores.sweep_interval, chores.sweep_batch), name="sweep"),
     ]
-    return Running(server, store, core, health_servicer, port, background)
+    return Running(server, store, core, health_servicer, port, background, hub)
 
 
 async def serve(settings: ServerSettings) -> None:

@@ -44,6 +44,12 @@ def add_parser(
     p.add_argument("--envoy-concurrency", type=int, default=env_int("ENVOY_CONCURRENCY", 1))
     p.add_argument("--no-sample", dest="sample", action="store_false", help="do not write sample tasks")
     p.add_argument("--access-log", action="store_true", help="Envoy access log on stdout")
+    p.add_argument(
+        "--envoy-idle-timeout",
+        type=float,
+        default=float(env("ENVOY_IDLE_TIMEOUT", "300")),
+        help="Envoy closes a stream idle this long (s); log follows send heartbeats inside it",
+    )
 
 
 @dataclass
@@ -185,6 +191,7 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
                 grpc_port=args.grpc_port,
                 admin_port=args.admin_port,
                 access_log=args.access_log,
+                stream_idle_timeout=args.envoy_idle_timeout,
             )
         )
     )

@@ -1,7 +1,7 @@
 """The tasktrail Python SDK.
 
 - `TaskClient` and `AsyncTaskClient`: read tasks (get, list with automatic
-  paging, log, wait, cancel).
+  paging, log, wait, cancel, and follow a log live, resuming by itself).
 - `AsyncTaskWriter`: create tasks, and run one as its worker with
   `async with writer.task(task_id) as t:`.
 - `RetryPolicy`, `Timeouts`, `WorkerPolicy`: how calls are retried and timed.
@@ -11,13 +11,16 @@ a token (default TASKTRAIL_TOKEN, or the development token of `tasktrail up`).
 """
 
 from tasktrail.client.policies import NO_RETRY, RetryPolicy, Timeouts, WorkerPolicy
-from tasktrail.client.reader import AsyncTaskClient, TaskClient
+from tasktrail.client.reader import AsyncFollow, AsyncTaskClient, Follow, FollowError, TaskClient
 from tasktrail.client.worker import AsyncTaskWriter, LeaseLost, TaskCanceled, WorkerTask
 
 __all__ = [
     "NO_RETRY",
+    "AsyncFollow",
     "AsyncTaskClient",
     "AsyncTaskWriter",
+    "Follow",
+    "FollowError",
     "LeaseLost",
     "RetryPolicy",
     "TaskCanceled",

@@ -3,6 +3,7 @@ log (every page), wait, cancel."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -14,6 +15,65 @@ from grpc import aio
 from tasktrail.client import _base
 from tasktrail.client.policies import RetryPolicy, Timeouts
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
+
+
+class FollowError(Exception):
+    """A follow that cannot go on: the task is gone, or the caller may not see it."""
+
+    def __init__(self, code: grpc.StatusCode | None, message: str) -> None:
+        super().__init__(f"{code.name if code else 'error'}: {message}")
+        self.code = code
+
+
+# A follow resumes by itself after these: a dropped connection, a server stopping or restarting.
+RESUMABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN})
+DEFAULT_RESUME = RetryPolicy(initial=0.2, maximum=5.0, deadline=300.0, codes=RESUMABLE)
+
+
+class _FollowBase:
+    """What a sync and an async follow share: where they are, and what ends them."""
+
+    def __init__(self, task_id: str, after_entry_id: str | None, resume: RetryPolicy) -> None:
+        self.task_id = task_id
+        # The last entry received: a resume continues right after it.
+        self.last_entry_id = after_entry_id or ""
+        # The task's final status, once the follow has ended.
+        self.status: task_pb2.TaskStatus.ValueType | None = None
+        self.resumes = 0
+        self.resume = resume
+
+    def request(self) -> task_service_pb2.FollowTaskLogRequest:
+        return task_service_pb2.FollowTaskLogRequest(task_id=self.task_id, after_entry_id=self.last_entry_id)
+
+    def take(self, frame: task_service_pb2.FollowTaskLogResponse) -> list[task_pb2.LogEntry] | None:
+        """The entries of a frame; None once the follow has ended. An error frame raises."""
+        kind = frame.WhichOneof("frame")
+        if kind == "entries":
+            entries = list(frame.entries.entries)
+            if entries:
+                self.last_entry_id = entries[-1].entry_id
+            return entries
+        if kind == "end":
+            self.status = frame.end.task_status
+            return None
+        if kind == "error":
+            code = grpc.StatusCode.UNAVAILABLE if frame.error.code == 14 else None
+            raise _Interrupted(code, frame.error.message)
+        return []  # a heartbeat
+
+    def retry_after(self, code: grpc.StatusCode | None, started: float, delays: Iterator[float]) -> float:
+        """How long to wait before resuming; raises when the follow cannot be resumed."""
+        delay = next(delays)
+        if code not in self.resume.codes or time.monotonic() + delay - started > self.resume.deadline:
+            raise FollowError(code, f"the follow of task {self.task_id} cannot go on")
+        self.resumes += 1
+        return delay
+
+
+class _Interrupted(Exception):
+    def __init__(self, code: grpc.StatusCode | None, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class _ReaderBase:
@@ -118,6 +178,13 @@ class TaskClient(_ReaderBase):
         )
         return reply.task
 
+    def follow(
+        self, task_id: str, after_entry_id: str | None = None, *, resume: RetryPolicy = DEFAULT_RESUME
+    ) -> Follow:
+        """Every entry as it is written, until the task ends (then `.status` is set);
+        after a dropped connection or a server restart it resumes by itself."""
+        return Follow(self, task_id, after_entry_id, resume)
+
 
 class AsyncTaskClient(_ReaderBase):
     """The async reader client (grpc.aio)."""
@@ -207,3 +274,64 @@ class AsyncTaskClient(_ReaderBase):
             lambda: self._stub.CancelTask(request, timeout=self.timeouts.call, metadata=self._metadata), self.retry
         )
         return reply.task
+
+    def follow(
+        self, task_id: str, after_entry_id: str | None = None, *, resume: RetryPolicy = DEFAULT_RESUME
+    ) -> AsyncFollow:
+        """Every entry as it is written, until the task ends (then `.status` is set);
+        after a dropped connection or a server restart it resumes by itself."""
+        return AsyncFollow(self, task_id, after_entry_id, resume)
+
+
+class Follow(_FollowBase):
+    def __init__(self, client: TaskClient, task_id: str, after: str | None, resume: RetryPolicy) -> None:
+        super().__init__(task_id, after, resume)
+        self.client = client
+
+    def __iter__(self) -> Iterator[task_pb2.LogEntry]:
+        started, delays = time.monotonic(), self.resume.delays()
+        while True:
+            try:
+                for frame in self.client._stub.FollowTaskLog(self.request(), metadata=self.client._metadata):
+                    entries = self.take(frame)
+                    if entries is None:
+                        return
+                    if entries:
+                        started, delays = time.monotonic(), self.resume.delays()  # progress: a fresh budget
+                    yield from entries
+                code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE  # the stream ended without its end frame
+            except _Interrupted as interrupted:
+                code = interrupted.code
+            except grpc.RpcError as error:
+                code = _base.code_of(error)
+                if code not in self.resume.codes:
+                    raise FollowError(code, str(error.details() if hasattr(error, "details") else error)) from None
+            time.sleep(self.retry_after(code, started, delays))
+
+
+class AsyncFollow(_FollowBase):
+    def __init__(self, client: AsyncTaskClient, task_id: str, after: str | None, resume: RetryPolicy) -> None:
+        super().__init__(task_id, after, resume)
+        self.client = client
+
+    async def __aiter__(self) -> AsyncIterator[task_pb2.LogEntry]:
+        started, delays = time.monotonic(), self.resume.delays()
+        while True:
+            try:
+                call = self.client._stub.FollowTaskLog(self.request(), metadata=self.client._metadata)
+                async for frame in call:
+                    entries = self.take(frame)
+                    if entries is None:
+                        return
+                    if entries:
+                        started, delays = time.monotonic(), self.resume.delays()
+                    for entry in entries:
+                        yield entry
+                code: grpc.StatusCode | None = grpc.StatusCode.UNAVAILABLE
+            except _Interrupted as interrupted:
+                code = interrupted.code
+            except grpc.RpcError as error:
+                code = _base.code_of(error)
+                if code not in self.resume.codes:
+                    raise FollowError(code, str(error.details() if hasattr(error, "details") else error)) from None
+            await asyncio.sleep(self.retry_after(code, started, delays))

@@ -11,20 +11,22 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from google.api import httpbody_pb2
 from grpc import aio
 
 from tasktrail import auth, errors
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
 from tasktrail.core import EVERYTHING, TaskCore, valid_identifier
-from tasktrail.dialects import HttpError, abort_http
+from tasktrail.dialects import HttpError, abort_http, tails
 from tasktrail.dialects.goa import Validation, designed
+from tasktrail.follow import Broken, LogHub
 from tasktrail.ids import go_uuid_parse
-from tasktrail.model import CONTROL_PLANE_SCOPES, Access, LogPage, Scope, Status, Task, TaskQuery
+from tasktrail.model import CONTROL_PLANE_SCOPES, Access, LogEntry, LogPage, Scope, Status, Task, TaskQuery, now_us
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +132,11 @@ class Listing:
 
 
 class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
-    def __init__(self, core: TaskCore, gate: auth.Gate = auth.OPEN) -> None:
+    def __init__(self, core: TaskCore, gate: auth.Gate = auth.OPEN, hub: LogHub | None = None) -> None:
         self.core = core
         # Open unless the operator requires a token on this port.
         self.gate = gate
+        self.hub = hub or LogHub(core)
 
     @staticmethod
     def _access() -> Access:
@@ -312,6 +315,74 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
             access = access.within(Scope(request.scope), request.entity_id or None)
         tasks = await self._list(context, access, listing)
         return pb.ListTasksResponse(tasks=tasks)
+
+    # -- live tails ---------------------------------------------------------------------
+
+    async def FollowDatabaseTaskLog(
+        self, request: pb.FollowDatabaseTaskLogRequest, context: Ctx
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        follow = self._follow(context, Scope.DATABASE, request.database_id, request.task_id, request.after_entry_id)
+        async for chunk in follow:
+            yield chunk
+
+    async def FollowHostTaskLog(
+        self, request: pb.FollowHostTaskLogRequest, context: Ctx
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        follow = self._follow(context, Scope.HOST, request.host_id, request.task_id, request.after_entry_id)
+        async for chunk in follow:
+            yield chunk
+
+    async def _follow(
+        self, context: Ctx, scope: Scope, entity: str, task_id_text: str, after_text: str
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        await self.gate.admit(context, auth.Requirement.READER)
+        fmt, last_event_id = tails.choose(context.invocation_metadata())
+        name = "database_id" if scope is Scope.DATABASE else "host_id"
+        try:
+            v = Validation()
+            self._entity(v, name, entity)
+            task_id = v.uuid("task_id", task_id_text)
+            # An EventSource's Last-Event-ID is its own resume point: it wins.
+            after = None
+            if last_event_id:
+                after = v.uuid("Last-Event-ID", last_event_id)
+            elif after_text:
+                after = v.uuid("after_entry_id", after_text)
+            v.check()
+            self._check_identifier(name, entity)
+            assert task_id is not None
+            task = await self.hub.open(task_id, self._access().within(scope, entity))
+        except HttpError as exc:
+            await abort_http(context, exc)
+        except errors.NotFound:
+            await abort_http(context, designed("not_found", NOT_FOUND_MESSAGE))
+        except errors.CoreError as exc:
+            await abort_http(context, designed("invalid_input", exc.message))
+        chunks = tails.stream(
+            self.hub.follow(task, after),
+            tails.Writer(fmt),
+            render_entry,
+            rfc3339,
+            lambda status: status.value,
+            _broken_body,
+            now_us(),
+        )
+        async for chunk in chunks:
+            yield chunk
+
+
+def render_entry(entry: LogEntry) -> dict[str, Any]:
+    """An entry as the log endpoint shows it."""
+    out: dict[str, Any] = {"timestamp": rfc3339(entry.timestamp), "message": entry.message}
+    if entry.fields:
+        out["fields"] = entry.fields
+    return out
+
+
+def _broken_body(frame: Broken) -> dict[str, Any]:
+    if isinstance(frame.error, errors.NotFound):
+        return {"name": "not_found", "message": NOT_FOUND_MESSAGE}
+    return {"name": "server_error", "message": frame.error.message}
 
 
 async def refuse(context: Ctx, message: str) -> None:

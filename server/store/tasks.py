@@ -294,6 +294,12 @@ _LOG_FORWARD_FROM = (
     .order_by(log_entries.c.entry_id.asc())
     .limit(bindparam("limit"))
 )
+_LOG_AFTER = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"), log_entries.c.entry_id > bindparam("after"))
+    .order_by(log_entries.c.entry_id.asc())
+    .limit(bindparam("limit"))
+)
 _LOG_TAIL = (
     select(*_LOG_COLUMNS)
     .where(log_entries.c.task_id == bindparam("task_id"))
@@ -319,6 +325,13 @@ def log_forward(reader: Reader, task_id: str, from_id: str | None, limit: int) -
     else:
         rows = reader.rows(_LOG_FORWARD_FROM, {"task_id": task_id, "from_id": from_id, "limit": limit})
     return [_entry(r) for r in rows]
+
+
+def log_forward_after(reader: Reader, task_id: str, after: str | None, limit: int) -> list[LogEntry]:
+    """Entries with id > after (exclusive), oldest first."""
+    if after is None:
+        return log_forward(reader, task_id, None, limit)
+    return [_entry(r) for r in reader.rows(_LOG_AFTER, {"task_id": task_id, "after": after, "limit": limit})]
 
 
 def log_tail(reader: Reader, task_id: str, from_id: str | None, limit: int) -> list[LogEntry]:

@@ -7,7 +7,9 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.rpc import status_pb2 as _status_pb2
 from tasktrail.v1 import task_pb2 as _task_pb2
 import builtins as _builtins
 import sys
@@ -285,3 +287,135 @@ class WaitTaskResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WaitTaskResponse: _TypeAlias = WaitTaskResponse  # noqa: Y015
+
+@_typing.final
+class FollowTaskLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    AFTER_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    after_entry_id: _builtins.str
+    """Entries after this one (exclusive); from the start when empty."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        after_entry_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_entry_id", b"after_entry_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowTaskLogRequest: _TypeAlias = FollowTaskLogRequest  # noqa: Y015
+
+@_typing.final
+class FollowTaskLogResponse(_message.Message):
+    """One frame of a follow."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> Global___LogEntryBatch:
+        """New entries, oldest first; never one sent before."""
+
+    @_builtins.property
+    def heartbeat(self) -> Global___Heartbeat:
+        """Nothing new; sent while the follow is idle, well inside proxies' idle limits."""
+
+    @_builtins.property
+    def end(self) -> Global___FollowEnd:
+        """The task has ended and every entry has been sent: the last frame."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """The follow cannot go on (the task expired, the server is stopping);
+        reconnect with the last entry id to resume. The last frame.
+        """
+
+    def __init__(
+        self,
+        *,
+        entries: Global___LogEntryBatch | None = ...,
+        heartbeat: Global___Heartbeat | None = ...,
+        end: Global___FollowEnd | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "entries", b"entries", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "entries", b"entries", "error", b"error", "frame", b"frame", "heartbeat", b"heartbeat"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_frame: _TypeAlias = _typing.Literal["entries", "heartbeat", "end", "error"]  # noqa: Y015
+    _WhichOneofArgType_frame: _TypeAlias = _typing.Literal["frame", b"frame"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_frame) -> _WhichOneofReturnType_frame | None: ...
+
+Global___FollowTaskLogResponse: _TypeAlias = FollowTaskLogResponse  # noqa: Y015
+
+@_typing.final
+class LogEntryBatch(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.LogEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[_task_pb2.LogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogEntryBatch: _TypeAlias = LogEntryBatch  # noqa: Y015
+
+@_typing.final
+class Heartbeat(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Heartbeat: _TypeAlias = Heartbeat  # noqa: Y015
+
+@_typing.final
+class FollowEnd(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_STATUS_FIELD_NUMBER: _builtins.int
+    LAST_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    task_status: _task_pb2.TaskStatus.ValueType
+    last_entry_id: _builtins.str
+    """The task's last entry id (empty when its log is empty)."""
+    def __init__(
+        self,
+        *,
+        task_status: _task_pb2.TaskStatus.ValueType = ...,
+        last_entry_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_entry_id", b"last_entry_id", "task_status", b"task_status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowEnd: _TypeAlias = FollowEnd  # noqa: Y015

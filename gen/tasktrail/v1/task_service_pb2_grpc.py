@@ -62,6 +62,11 @@ class TaskServiceStub:
                 request_serializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
                 response_deserializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
                 _registered_method=True)
+        self.FollowTaskLog = channel.unary_stream(
+                '/tasktrail.v1.TaskService/FollowTaskLog',
+                request_serializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogRequest.SerializeToString,
+                response_deserializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogResponse.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -108,6 +113,17 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FollowTaskLog(self, request, context):
+        """Follows a task's log live: every entry after after_entry_id, in order,
+        each once, as soon as it is written; heartbeats while nothing happens; and
+        an end frame with the task's final status once it has ended and every
+        entry has been sent. A follower that reconnects with the last entry id it
+        got continues exactly after it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -135,6 +151,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.WaitTask,
                     request_deserializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskRequest.FromString,
                     response_serializer=tasktrail_dot_v1_dot_task__service__pb2.WaitTaskResponse.SerializeToString,
+            ),
+            'FollowTaskLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowTaskLog,
+                    request_deserializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogRequest.FromString,
+                    response_serializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +296,33 @@ class TaskService:
             '/tasktrail.v1.TaskService/WaitTask',
             tasktrail_dot_v1_dot_task__service__pb2.WaitTaskRequest.SerializeToString,
             tasktrail_dot_v1_dot_task__service__pb2.WaitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowTaskLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tasktrail.v1.TaskService/FollowTaskLog',
+            tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogRequest.SerializeToString,
+            tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,13 @@ class TaskServiceStub:
     """Returns when the task has ended, or when the timeout (capped by the
     server) has passed; the latest task either way.
     """
+    FollowTaskLog: _grpc.UnaryStreamMultiCallable[_task_service_pb2.FollowTaskLogRequest, _task_service_pb2.FollowTaskLogResponse]
+    """Follows a task's log live: every entry after after_entry_id, in order,
+    each once, as soon as it is written; heartbeats while nothing happens; and
+    an end frame with the task's final status once it has ended and every
+    entry has been sent. A follower that reconnects with the last entry id it
+    got continues exactly after it.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
@@ -74,6 +81,13 @@ class TaskServiceAsyncStub(TaskServiceStub):
     WaitTask: _aio.UnaryUnaryMultiCallable[_task_service_pb2.WaitTaskRequest, _task_service_pb2.WaitTaskResponse]  # type: ignore[assignment]
     """Returns when the task has ended, or when the timeout (capped by the
     server) has passed; the latest task either way.
+    """
+    FollowTaskLog: _aio.UnaryStreamMultiCallable[_task_service_pb2.FollowTaskLogRequest, _task_service_pb2.FollowTaskLogResponse]  # type: ignore[assignment]
+    """Follows a task's log live: every entry after after_entry_id, in order,
+    each once, as soon as it is written; heartbeats while nothing happens; and
+    an end frame with the task's final status once it has ended and every
+    entry has been sent. A follower that reconnects with the last entry id it
+    got continues exactly after it.
     """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -125,6 +139,19 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_task_service_pb2.WaitTaskResponse, _abc.Awaitable[_task_service_pb2.WaitTaskResponse]]:
         """Returns when the task has ended, or when the timeout (capped by the
         server) has passed; the latest task either way.
+        """
+
+    @_abc_1.abstractmethod
+    def FollowTaskLog(
+        self,
+        request: _task_service_pb2.FollowTaskLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_task_service_pb2.FollowTaskLogResponse], _abc.AsyncIterator[_task_service_pb2.FollowTaskLogResponse]]:
+        """Follows a task's log live: every entry after after_entry_id, in order,
+        each once, as soon as it is written; heartbeats while nothing happens; and
+        an end frame with the task's final status once it has ended and every
+        entry has been sent. A follower that reconnects with the last entry id it
+        got continues exactly after it.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,tasktrail/controlplane/v1/controlplane.proto\x12\x19tasktrail.controlplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xf7\x02\n\x04Task\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x61tabase_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tparent_id\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tnode_name\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0binstance_id\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x14\n\x07host_id\x18\x07 \x01(\tH\x04\x88\x01\x01\x12\x0f\n\x07task_id\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x19\n\x0c\x63ompleted_at\x18\n \x01(\tH\x05\x88\x01\x01\x12\x0c\n\x04type\x18\x0b \x01(\t\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x12\n\x05\x65rror\x18\r \x01(\tH\x06\x88\x01\x01\x42\x0e\n\x0c_database_idB\x0c\n\n_parent_idB\x0c\n\n_node_nameB\x0e\n\x0c_instance_idB\n\n\x08_host_idB\x0f\n\r_completed_atB\x08\n\x06_error\"[\n\x0cTaskLogEntry\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\'\n\x06\x66ields\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xe3\x01\n\x07TaskLog\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x61tabase_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x13\n\x0btask_status\x18\x05 \x01(\t\x12\x1a\n\rlast_entry_id\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x38\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\'.tasktrail.controlplane.v1.TaskLogEntryB\x0e\n\x0c_database_idB\x10\n\x0e_last_entry_id\"i\n\x18ListDatabaseTasksRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x15\n\rafter_task_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x12\n\nsort_order\x18\x04 \x01(\t\"K\n\x19ListDatabaseTasksResponse\x12.\n\x05tasks\x18\x01 \x03(\x0b\x32\x1f.tasktrail.controlplane.v1.Task\">\n\x16GetDatabaseTaskRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"h\n\x19GetDatabaseTaskLogRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\t\"A\n\x19\x43\x61ncelDatabaseTaskRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"a\n\x14ListHostTasksRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x15\n\rafter_task_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x12\n\nsort_order\x18\x04 \x01(\t\"G\n\x15ListHostTasksResponse\x12.\n\x05tasks\x18\x01 \x03(\x0b\x32\x1f.tasktrail.controlplane.v1.Task\"6\n\x12GetHostTaskRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"`\n\x15GetHostTaskLogRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\t\"n\n\x10ListTasksRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x15\n\rafter_task_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\t\x12\x12\n\nsort_order\x18\x05 \x01(\t\"C\n\x11ListTasksResponse\x12.\n\x05tasks\x18\x01 \x03(\x0b\x32\x1f.tasktrail.controlplane.v1.Task2\xa7\n\n\x17\x43ontrolPlaneTaskService\x12\xa9\x01\n\x11ListDatabaseTasks\x12\x33.tasktrail.controlplane.v1.ListDatabaseTasksRequest\x1a\x34.tasktrail.controlplane.v1.ListDatabaseTasksResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/databases/{database_id}/tasks\x12\x9a\x01\n\x0fGetDatabaseTask\x12\x31.tasktrail.controlplane.v1.GetDatabaseTaskRequest\x1a\x1f.tasktrail.controlplane.v1.Task\"3\x82\xd3\xe4\x93\x02-\x12+/v1/databases/{database_id}/tasks/{task_id}\x12\xa7\x01\n\x12GetDatabaseTaskLog\x12\x34.tasktrail.controlplane.v1.GetDatabaseTaskLogRequest\x1a\".tasktrail.controlplane.v1.TaskLog\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/databases/{database_id}/tasks/{task_id}/log\x12\xdd\x01\n\x12\x43\x61ncelDatabaseTask\x12\x34.tasktrail.controlplane.v1.CancelDatabaseTaskRequest\x1a\x1f.tasktrail.controlplane.v1.Task\"p\x82\xd3\xe4\x93\x02j\x12\x32/v1/databases/{database_id}/tasks/{task_id}/cancelZ4\"2/v1/databases/{database_id}/tasks/{task_id}/cancel\x12\x95\x01\n\rListHostTasks\x12/.tasktrail.controlplane.v1.ListHostTasksRequest\x1a\x30.tasktrail.controlplane.v1.ListHostTasksResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/hosts/{host_id}/tasks\x12\x8a\x01\n\x0bGetHostTask\x12-.tasktrail.controlplane.v1.GetHostTaskRequest\x1a\x1f.tasktrail.controlplane.v1.Task\"+\x82\xd3\xe4\x93\x02%\x12#/v1/hosts/{host_id}/tasks/{task_id}\x12\x98\x01\n\x0eGetHostTaskLog\x12\x30.tasktrail.controlplane.v1.GetHostTaskLogRequest\x1a\".tasktrail.controlplane.v1.TaskLog\"0\x82\xd3\xe4\x93\x02*\x12(/v1/hosts/{host_id}/tasks/{task_id}/logs\x12y\n\tListTasks\x12+.tasktrail.controlplane.v1.ListTasksRequest\x1a,.tasktrail.controlplane.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasksb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n,tasktrail/controlplane/v1/controlplane.proto\x12\x19tasktrail.controlplane.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xf7\x02\n\x04Task\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x61tabase_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x16\n\tparent_id\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x16\n\tnode_name\x18\x05 \x01(\tH\x02\x88\x01\x01\x12\x18\n\x0binstance_id\x18\x06 \x01(\tH\x03\x88\x01\x01\x12\x14\n\x07host_id\x18\x07 \x01(\tH\x04\x88\x01\x01\x12\x0f\n\x07task_id\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\t\x12\x19\n\x0c\x63ompleted_at\x18\n \x01(\tH\x05\x88\x01\x01\x12\x0c\n\x04type\x18\x0b \x01(\t\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x12\n\x05\x65rror\x18\r \x01(\tH\x06\x88\x01\x01\x42\x0e\n\x0c_database_idB\x0c\n\n_parent_idB\x0c\n\n_node_nameB\x0e\n\x0c_instance_idB\n\n\x08_host_idB\x0f\n\r_completed_atB\x08\n\x06_error\"[\n\x0cTaskLogEntry\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\'\n\x06\x66ields\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xe3\x01\n\x07TaskLog\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x18\n\x0b\x64\x61tabase_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x13\n\x0btask_status\x18\x05 \x01(\t\x12\x1a\n\rlast_entry_id\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x38\n\x07\x65ntries\x18\x07 \x03(\x0b\x32\'.tasktrail.controlplane.v1.TaskLogEntryB\x0e\n\x0c_database_idB\x10\n\x0e_last_entry_id\"i\n\x18ListDatabaseTasksRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x15\n\rafter_task_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x12\n\nsort_order\x18\x04 \x01(\t\"K\n\x19ListDatabaseTasksResponse\x12.\n\x05tasks\x18\x01 \x03(\x0b\x32\x1f.tasktrail.controlplane.v1.Task\">\n\x16GetDatabaseTaskRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"h\n\x19GetDatabaseTaskLogRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\t\"A\n\x19\x43\x61ncelDatabaseTaskRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"a\n\x14ListHostTasksRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x15\n\rafter_task_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\t\x12\x12\n\nsort_order\x18\x04 \x01(\t\"G\n\x15ListHostTasksResponse\x12.\n\x05tasks\x18\x01 \x03(\x0b\x32\x1f.tasktrail.controlplane.v1.Task\"6\n\x12GetHostTaskRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\"`\n\x15GetHostTaskLogRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\t\"n\n\x10ListTasksRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12\x15\n\rafter_task_id\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\t\x12\x12\n\nsort_order\x18\x05 \x01(\t\"C\n\x11ListTasksResponse\x12.\n\x05tasks\x18\x01 \x03(\x0b\x32\x1f.tasktrail.controlplane.v1.Task\"\\\n\x1c\x46ollowDatabaseTaskLogRequest\x12\x13\n\x0b\x64\x61tabase_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x03 \x01(\t\"T\n\x18\x46ollowHostTaskLogRequest\x12\x0f\n\x07host_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x03 \x01(\t2\xee\x0c\n\x17\x43ontrolPlaneTaskService\x12\xa9\x01\n\x11ListDatabaseTasks\x12\x33.tasktrail.controlplane.v1.ListDatabaseTasksRequest\x1a\x34.tasktrail.controlplane.v1.ListDatabaseTasksResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/databases/{database_id}/tasks\x12\x9a\x01\n\x0fGetDatabaseTask\x12\x31.tasktrail.controlplane.v1.GetDatabaseTaskRequest\x1a\x1f.tasktrail.controlplane.v1.Task\"3\x82\xd3\xe4\x93\x02-\x12+/v1/databases/{database_id}/tasks/{task_id}\x12\xa7\x01\n\x12GetDatabaseTaskLog\x12\x34.tasktrail.controlplane.v1.GetDatabaseTaskLogRequest\x1a\".tasktrail.controlplane.v1.TaskLog\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/databases/{database_id}/tasks/{task_id}/log\x12\xdd\x01\n\x12\x43\x61ncelDatabaseTask\x12\x34.tasktrail.controlplane.v1.CancelDatabaseTaskRequest\x1a\x1f.tasktrail.controlplane.v1.Task\"p\x82\xd3\xe4\x93\x02j\x12\x32/v1/databases/{database_id}/tasks/{task_id}/cancelZ4\"2/v1/databases/{database_id}/tasks/{task_id}/cancel\x12\x95\x01\n\rListHostTasks\x12/.tasktrail.controlplane.v1.ListHostTasksRequest\x1a\x30.tasktrail.controlplane.v1.ListHostTasksResponse\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/v1/hosts/{host_id}/tasks\x12\x8a\x01\n\x0bGetHostTask\x12-.tasktrail.controlplane.v1.GetHostTaskRequest\x1a\x1f.tasktrail.controlplane.v1.Task\"+\x82\xd3\xe4\x93\x02%\x12#/v1/hosts/{host_id}/tasks/{task_id}\x12\x98\x01\n\x0eGetHostTaskLog\x12\x30.tasktrail.controlplane.v1.GetHostTaskLogRequest\x1a\".tasktrail.controlplane.v1.TaskLog\"0\x82\xd3\xe4\x93\x02*\x12(/v1/hosts/{host_id}/tasks/{task_id}/logs\x12y\n\tListTasks\x12+.tasktrail.controlplane.v1.ListTasksRequest\x1a,.tasktrail.controlplane.v1.ListTasksResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/tasks\x12\xa8\x01\n\x15\x46ollowDatabaseTaskLog\x12\x37.tasktrail.controlplane.v1.FollowDatabaseTaskLogRequest\x1a\x14.google.api.HttpBody\">\x82\xd3\xe4\x93\x02\x38\x12\x36/v1/databases/{database_id}/tasks/{task_id}/log/stream0\x01\x12\x99\x01\n\x11\x46ollowHostTaskLog\x12\x33.tasktrail.controlplane.v1.FollowHostTaskLogRequest\x1a\x14.google.api.HttpBody\"7\x82\xd3\xe4\x93\x02\x31\x12//v1/hosts/{host_id}/tasks/{task_id}/logs/stream0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -49,34 +50,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CONTROLPLANETASKSERVICE'].methods_by_name['GetHostTaskLog']._serialized_options = b'\202\323\344\223\002*\022(/v1/hosts/{host_id}/tasks/{task_id}/logs'
   _globals['_CONTROLPLANETASKSERVICE'].methods_by_name['ListTasks']._loaded_options = None
   _globals['_CONTROLPLANETASKSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/tasks'
-  _globals['_TASK']._serialized_start=136
-  _globals['_TASK']._serialized_end=511
-  _globals['_TASKLOGENTRY']._serialized_start=513
-  _globals['_TASKLOGENTRY']._serialized_end=604
-  _globals['_TASKLOG']._serialized_start=607
-  _globals['_TASKLOG']._serialized_end=834
-  _globals['_LISTDATABASETASKSREQUEST']._serialized_start=836
-  _globals['_LISTDATABASETASKSREQUEST']._serialized_end=941
-  _globals['_LISTDATABASETASKSRESPONSE']._serialized_start=943
-  _globals['_LISTDATABASETASKSRESPONSE']._serialized_end=1018
-  _globals['_GETDATABASETASKREQUEST']._serialized_start=1020
-  _globals['_GETDATABASETASKREQUEST']._serialized_end=1082
-  _globals['_GETDATABASETASKLOGREQUEST']._serialized_start=1084
-  _globals['_GETDATABASETASKLOGREQUEST']._serialized_end=1188
-  _globals['_CANCELDATABASETASKREQUEST']._serialized_start=1190
-  _globals['_CANCELDATABASETASKREQUEST']._serialized_end=1255
-  _globals['_LISTHOSTTASKSREQUEST']._serialized_start=1257
-  _globals['_LISTHOSTTASKSREQUEST']._serialized_end=1354
-  _globals['_LISTHOSTTASKSRESPONSE']._serialized_start=1356
-  _globals['_LISTHOSTTASKSRESPONSE']._serialized_end=1427
-  _globals['_GETHOSTTASKREQUEST']._serialized_start=1429
-  _globals['_GETHOSTTASKREQUEST']._serialized_end=1483
-  _globals['_GETHOSTTASKLOGREQUEST']._serialized_start=1485
-  _globals['_GETHOSTTASKLOGREQUEST']._serialized_end=1581
-  _globals['_LISTTASKSREQUEST']._serialized_start=1583
-  _globals['_LISTTASKSREQUEST']._serialized_end=1693
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1695
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1762
-  _globals['_CONTROLPLANETASKSERVICE']._serialized_start=1765
-  _globals['_CONTROLPLANETASKSERVICE']._serialized_end=3084
+  _globals['_CONTROLPLANETASKSERVICE'].methods_by_name['FollowDatabaseTaskLog']._loaded_options = None
+  _globals['_CONTROLPLANETASKSERVICE'].methods_by_name['FollowDatabaseTaskLog']._serialized_options = b'\202\323\344\223\0028\0226/v1/databases/{database_id}/tasks/{task_id}/log/stream'
+  _globals['_CONTROLPLANETASKSERVICE'].methods_by_name['FollowHostTaskLog']._loaded_options = None
+  _globals['_CONTROLPLANETASKSERVICE'].methods_by_name['FollowHostTaskLog']._serialized_options = b'\202\323\344\223\0021\022//v1/hosts/{host_id}/tasks/{task_id}/logs/stream'
+  _globals['_TASK']._serialized_start=163
+  _globals['_TASK']._serialized_end=538
+  _globals['_TASKLOGENTRY']._serialized_start=540
+  _globals['_TASKLOGENTRY']._serialized_end=631
+  _globals['_TASKLOG']._serialized_start=634
+  _globals['_TASKLOG']._serialized_end=861
+  _globals['_LISTDATABASETASKSREQUEST']._serialized_start=863
+  _globals['_LISTDATABASETASKSREQUEST']._serialized_end=968
+  _globals['_LISTDATABASETASKSRESPONSE']._serialized_start=970
+  _globals['_LISTDATABASETASKSRESPONSE']._serialized_end=1045
+  _globals['_GETDATABASETASKREQUEST']._serialized_start=1047
+  _globals['_GETDATABASETASKREQUEST']._serialized_end=1109
+  _globals['_GETDATABASETASKLOGREQUEST']._serialized_start=1111
+  _globals['_GETDATABASETASKLOGREQUEST']._serialized_end=1215
+  _globals['_CANCELDATABASETASKREQUEST']._serialized_start=1217
+  _globals['_CANCELDATABASETASKREQUEST']._serialized_end=1282
+  _globals['_LISTHOSTTASKSREQUEST']._serialized_start=1284
+  _globals['_LISTHOSTTASKSREQUEST']._serialized_end=1381
+  _globals['_LISTHOSTTASKSRESPONSE']._serialized_start=1383
+  _globals['_LISTHOSTTASKSRESPONSE']._serialized_end=1454
+  _globals['_GETHOSTTASKREQUEST']._serialized_start=1456
+  _globals['_GETHOSTTASKREQUEST']._serialized_end=1510
+  _globals['_GETHOSTTASKLOGREQUEST']._serialized_start=1512
+  _globals['_GETHOSTTASKLOGREQUEST']._serialized_end=1608
+  _globals['_LISTTASKSREQUEST']._serialized_start=1610
+  _globals['_LISTTASKSREQUEST']._serialized_end=1720
+  _globals['_LISTTASKSRESPONSE']._serialized_start=1722
+  _globals['_LISTTASKSRESPONSE']._serialized_end=1789
+  _globals['_FOLLOWDATABASETASKLOGREQUEST']._serialized_start=1791
+  _globals['_FOLLOWDATABASETASKLOGREQUEST']._serialized_end=1883
+  _globals['_FOLLOWHOSTTASKLOGREQUEST']._serialized_start=1885
+  _globals['_FOLLOWHOSTTASKLOGREQUEST']._serialized_end=1969
+  _globals['_CONTROLPLANETASKSERVICE']._serialized_start=1972
+  _globals['_CONTROLPLANETASKSERVICE']._serialized_end=3618
 # @@protoc_insertion_point(module_scope)

@@ -444,3 +444,53 @@ class ListTasksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListTasksResponse: _TypeAlias = ListTasksResponse  # noqa: Y015
+
+@_typing.final
+class FollowDatabaseTaskLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATABASE_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    AFTER_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    database_id: _builtins.str
+    task_id: _builtins.str
+    after_entry_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        database_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        after_entry_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_entry_id", b"after_entry_id", "database_id", b"database_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowDatabaseTaskLogRequest: _TypeAlias = FollowDatabaseTaskLogRequest  # noqa: Y015
+
+@_typing.final
+class FollowHostTaskLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOST_ID_FIELD_NUMBER: _builtins.int
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    AFTER_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    host_id: _builtins.str
+    task_id: _builtins.str
+    after_entry_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        host_id: _builtins.str = ...,
+        task_id: _builtins.str = ...,
+        after_entry_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_entry_id", b"after_entry_id", "host_id", b"host_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FollowHostTaskLogRequest: _TypeAlias = FollowHostTaskLogRequest  # noqa: Y015

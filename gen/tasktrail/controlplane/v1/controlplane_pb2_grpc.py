@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from tasktrail.controlplane.v1 import controlplane_pb2 as tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -84,6 +85,16 @@ class ControlPlaneTaskServiceStub:
                 request_serializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.ListTasksRequest.SerializeToString,
                 response_deserializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.ListTasksResponse.FromString,
                 _registered_method=True)
+        self.FollowDatabaseTaskLog = channel.unary_stream(
+                '/tasktrail.controlplane.v1.ControlPlaneTaskService/FollowDatabaseTaskLog',
+                request_serializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.FollowDatabaseTaskLogRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+        self.FollowHostTaskLog = channel.unary_stream(
+                '/tasktrail.controlplane.v1.ControlPlaneTaskService/FollowHostTaskLog',
+                request_serializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.FollowHostTaskLogRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class ControlPlaneTaskServiceServicer:
@@ -149,6 +160,21 @@ class ControlPlaneTaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FollowDatabaseTaskLog(self, request, context):
+        """A live tail of the log: NDJSON by default, Server-Sent Events with
+        `Accept: text/event-stream`. The server writes the text itself (a stream of
+        HttpBody), one line or event per entry; `Last-Event-ID` resumes an SSE stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowHostTaskLog(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlPlaneTaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -191,6 +217,16 @@ def add_ControlPlaneTaskServiceServicer_to_server(servicer, server):
                     servicer.ListTasks,
                     request_deserializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.ListTasksRequest.FromString,
                     response_serializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'FollowDatabaseTaskLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowDatabaseTaskLog,
+                    request_deserializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.FollowDatabaseTaskLogRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'FollowHostTaskLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.FollowHostTaskLog,
+                    request_deserializer=tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.FollowHostTaskLogRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -419,6 +455,60 @@ class ControlPlaneTaskService:
             '/tasktrail.controlplane.v1.ControlPlaneTaskService/ListTasks',
             tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.ListTasksRequest.SerializeToString,
             tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowDatabaseTaskLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tasktrail.controlplane.v1.ControlPlaneTaskService/FollowDatabaseTaskLog',
+            tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.FollowDatabaseTaskLogRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowHostTaskLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tasktrail.controlplane.v1.ControlPlaneTaskService/FollowHostTaskLog',
+            tasktrail_dot_controlplane_dot_v1_dot_controlplane__pb2.FollowHostTaskLogRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from tasktrail.controlplane.v1 import controlplane_pb2 as _controlplane_pb2
 import abc as _abc_1
@@ -53,6 +54,12 @@ class ControlPlaneTaskServiceStub:
     GetHostTaskLog: _grpc.UnaryUnaryMultiCallable[_controlplane_pb2.GetHostTaskLogRequest, _controlplane_pb2.TaskLog]
     """The host log path is plural, as in the original."""
     ListTasks: _grpc.UnaryUnaryMultiCallable[_controlplane_pb2.ListTasksRequest, _controlplane_pb2.ListTasksResponse]
+    FollowDatabaseTaskLog: _grpc.UnaryStreamMultiCallable[_controlplane_pb2.FollowDatabaseTaskLogRequest, _httpbody_pb2.HttpBody]
+    """A live tail of the log: NDJSON by default, Server-Sent Events with
+    `Accept: text/event-stream`. The server writes the text itself (a stream of
+    HttpBody), one line or event per entry; `Last-Event-ID` resumes an SSE stream.
+    """
+    FollowHostTaskLog: _grpc.UnaryStreamMultiCallable[_controlplane_pb2.FollowHostTaskLogRequest, _httpbody_pb2.HttpBody]
 
 @_typing.type_check_only
 class ControlPlaneTaskServiceAsyncStub(ControlPlaneTaskServiceStub):
@@ -79,6 +86,12 @@ class ControlPlaneTaskServiceAsyncStub(ControlPlaneTaskServiceStub):
     GetHostTaskLog: _aio.UnaryUnaryMultiCallable[_controlplane_pb2.GetHostTaskLogRequest, _controlplane_pb2.TaskLog]  # type: ignore[assignment]
     """The host log path is plural, as in the original."""
     ListTasks: _aio.UnaryUnaryMultiCallable[_controlplane_pb2.ListTasksRequest, _controlplane_pb2.ListTasksResponse]  # type: ignore[assignment]
+    FollowDatabaseTaskLog: _aio.UnaryStreamMultiCallable[_controlplane_pb2.FollowDatabaseTaskLogRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """A live tail of the log: NDJSON by default, Server-Sent Events with
+    `Accept: text/event-stream`. The server writes the text itself (a stream of
+    HttpBody), one line or event per entry; `Last-Event-ID` resumes an SSE stream.
+    """
+    FollowHostTaskLog: _aio.UnaryStreamMultiCallable[_controlplane_pb2.FollowHostTaskLogRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
 
 class ControlPlaneTaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """The control-plane dialect: the pgEdge Control Plane task API, served by
@@ -150,5 +163,23 @@ class ControlPlaneTaskServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _controlplane_pb2.ListTasksRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_controlplane_pb2.ListTasksResponse, _abc.Awaitable[_controlplane_pb2.ListTasksResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def FollowDatabaseTaskLog(
+        self,
+        request: _controlplane_pb2.FollowDatabaseTaskLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """A live tail of the log: NDJSON by default, Server-Sent Events with
+        `Accept: text/event-stream`. The server writes the text itself (a stream of
+        HttpBody), one line or event per entry; `Last-Event-ID` resumes an SSE stream.
+        """
+
+    @_abc_1.abstractmethod
+    def FollowHostTaskLog(
+        self,
+        request: _controlplane_pb2.FollowHostTaskLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]: ...
 
 def add_ControlPlaneTaskServiceServicer_to_server(servicer: ControlPlaneTaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,238 @@
+"""Live log tails: one feed per followed task, shared by all its followers.
+
+A feed reads each new batch of entries from the store once, when the task
+changes (a write in this process, or one another process made, as the change
+feed sees it), and keeps the most recent entries in a bounded buffer. Each
+follower keeps only a cursor (the last entry id it sent): it takes what the
+buffer holds after its cursor, or, when it is behind the buffer (a slow
+reader, or a resume from far back), reads the store itself until it has
+caught up. So followers cost no store read each, a slow follower slows no one
+else and holds no memory of its own, and every follower gets every entry once,
+in order: entry ids increase in commit order, and a cursor only moves forward.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+
+from tasktrail import errors
+from tasktrail.core import EVERYTHING, TaskCore
+from tasktrail.model import Access, LogEntry, Status, Task, now_us
+from tasktrail.store import tasks as q
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FollowSettings:
+    # A heartbeat frame after this long without a frame (seconds): well inside
+    # Envoy's stream idle timeout (5 min) and load balancers' (often 60 s).
+    heartbeat: float = 10.0
+    # Entries a feed keeps for its followers; one behind them reads the store.
+    buffer: int = 4096
+    # Entries in one frame at most.
+    batch: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    entries: list[LogEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    status: Status
+    last_entry_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Broken:
+    """The follow cannot go on; the client resumes after its last entry."""
+
+    error: errors.CoreError
+
+
+Frame = Entries | Beat | Ended | Broken
+
+
+class Stopping(errors.CoreError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "SERVER_STOPPING"
+
+
+class TaskFeed:
+    """The entries of one task after `base`, read once for all its followers."""
+
+    def __init__(self, hub: LogHub, task: Task) -> None:
+        self.hub = hub
+        self.task_id = task.task_id
+        self.status = task.status
+        self.task_last: str | None = task.last_entry_id
+        # The buffer holds the entries in (base, read_to], in order. base None:
+        # from the start of the log (nothing was there or evicted before it).
+        self.base: str | None = task.last_entry_id
+        self.read_to: str | None = task.last_entry_id
+        self.ids: list[str] = []
+        self.entries: list[LogEntry] = []
+        self.gone: errors.CoreError | None = None
+        self.followers = 0
+        self._changed = asyncio.Event()
+        self._pump: asyncio.Task[None] | None = None
+
+    @property
+    def changed(self) -> asyncio.Event:
+        return self._changed
+
+    @property
+    def finished(self) -> bool:
+        """The task has ended and every entry of its (sealed) log has been read."""
+        return self.status.terminal and self.read_to == self.task_last
+
+    def _announce(self) -> None:
+        # A new event per generation: each waiter of the old one wakes once.
+        old, self._changed = self._changed, asyncio.Event()
+        old.set()
+
+    def start(self) -> None:
+        self._pump = asyncio.create_task(self._run(), name=f"feed {self.task_id}")
+
+    async def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump
+        self._announce()
+
+    async def _run(self) -> None:
+        with self.hub.core.feed.subscription(self.task_id) as touched:
+            while not self.finished:
+                touched.clear()
+                try:
+                    await self._catch_up()
+                except errors.NotFound as exc:  # expired and swept meanwhile
+                    self.gone = exc
+                    self._announce()
+                    return
+                except Exception:
+                    log.exception("feed of task %s failed; trying again", self.task_id)
+                    await asyncio.sleep(0.5)
+                    continue
+                if not self.finished:
+                    await touched.wait()
+
+    async def _catch_up(self) -> None:
+        core = self.hub.core
+        # The task first, then its entries: once it reads terminal, its log is sealed.
+        task = await core.get_task(self.task_id, EVERYTHING, fresh=True)
+        self.status, self.task_last = task.status, task.last_entry_id
+        while self.task_last is not None and (self.read_to is None or self.read_to < self.task_last):
+            read = functools.partial(
+                q.log_forward_after, task_id=self.task_id, after=self.read_to, limit=self.hub.settings.batch
+            )
+            batch = await core.store.read(read)
+            if not batch:
+                break
+            self._keep(batch)
+            self._announce()
+        self._announce()
+
+    def _keep(self, batch: list[LogEntry]) -> None:
+        self.entries.extend(batch)
+        self.ids.extend(e.entry_id for e in batch)
+        self.read_to = batch[-1].entry_id
+        extra = len(self.entries) - self.hub.settings.buffer
+        if extra > 0:
+            self.base = self.ids[extra - 1]
+            del self.entries[:extra]
+            del self.ids[:extra]
+
+    def after(self, cursor: str | None, limit: int) -> list[LogEntry] | None:
+        """The buffered entries after `cursor`; None when the cursor is behind the buffer."""
+        if cursor is not None and self.read_to is not None and cursor >= self.read_to:
+            return []
+        if self.base is not None and (cursor is None or cursor < self.base):
+            return None
+        start = 0 if cursor is None else bisect.bisect_right(self.ids, cursor)
+        return self.entries[start : start + limit]
+
+
+class LogHub:
+    def __init__(self, core: TaskCore, settings: FollowSettings | None = None) -> None:
+        self.core = core
+        self.settings = settings or FollowSettings()
+        self.feeds: dict[str, TaskFeed] = {}
+        self.stopping = False
+
+    async def close(self) -> None:
+        """Tell every follower the server is stopping: they resume elsewhere."""
+        self.stopping = True
+        for feed in list(self.feeds.values()):
+            await feed.stop()
+
+    async def open(self, task_id: str, access: Access) -> Task:
+        """The task to follow: NOT_FOUND when the caller may not see it (check this
+        first, so that the refusal is a plain error rather than a frame)."""
+        return await self.core.get_task(task_id, access, fresh=True)
+
+    async def follow(self, task: Task, after: str | None) -> AsyncIterator[Frame]:
+        """One follower's frames, from the task `open` returned."""
+        task_id = task.task_id
+        feed = self.feeds.get(task_id)
+        if feed is None:
+            feed = self.feeds[task_id] = TaskFeed(self, task)
+            feed.start()
+        feed.followers += 1
+        try:
+            async for frame in self._frames(feed, after):
+                yield frame
+        finally:
+            feed.followers -= 1
+            if feed.followers == 0 and self.feeds.get(task_id) is feed:
+                del self.feeds[task_id]
+                await feed.stop()
+
+    async def _frames(self, feed: TaskFeed, cursor: str | None) -> AsyncIterator[Frame]:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        last_frame = loop.time()
+        while True:
+            if self.stopping:
+                yield Broken(Stopping("the server is stopping: resume after the last entry you got"))
+                return
+            changed = feed.changed  # taken before looking, so that no change goes unnoticed
+            batch = feed.after(cursor, settings.batch)
+            if batch is None:  # behind the buffer: read the store directly until caught up
+                read = functools.partial(q.log_forward_after, task_id=feed.task_id, after=cursor, limit=settings.batch)
+                batch = await self.core.store.read(read)
+            if batch:
+                cursor = batch[-1].entry_id
+                last_frame = loop.time()
+                yield Entries(batch)
+                continue
+            if feed.gone is not None:
+                yield Broken(feed.gone)
+                return
+            if feed.finished:
+                yield Ended(feed.status, feed.task_last)
+                return
+            left = settings.heartbeat - (loop.time() - last_frame)
+            if left <= 0:
+                last_frame = loop.time()
+                yield Beat(now_us())
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await changed.wait()
