@@ -72,20 +72,25 @@ class Edge:
     rest: str
     grpc: str
     admin: str
+    pid: int
 
 
 @contextmanager
-def envoy(workdir: Path, backends: Sequence[int], name: str) -> Iterator[Edge]:
+def envoy(workdir: Path, backends: Sequence[int], name: str, writes: Sequence[int] = ()) -> Iterator[Edge]:
     rest, grpc_port, admin = free_port(), free_port(), free_port()
     config = workdir / f"envoy-{name}.yaml"
     config.write_text(
         edge.render(
             edge.EdgeConfig(
-                backends=[("127.0.0.1", p) for p in backends], rest_port=rest, grpc_port=grpc_port, admin_port=admin
+                backends=[("127.0.0.1", p) for p in backends],
+                write_backends=[("127.0.0.1", p) for p in writes],
+                rest_port=rest,
+                grpc_port=grpc_port,
+                admin_port=admin,
             )
         )
     )
-    with process(edge.envoy_command(config), workdir / f"envoy-{name}.log"):
+    with process(edge.envoy_command(config), workdir / f"envoy-{name}.log") as proc:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -98,16 +103,22 @@ def envoy(workdir: Path, backends: Sequence[int], name: str) -> Iterator[Edge]:
             raise TimeoutError("Envoy never became ready")
         # The cluster's first health check must have passed too.
         time.sleep(1.5)
-        yield Edge(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}")
+        yield Edge(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}", proc.pid)
+
+
+@dataclass
+class Server:
+    port: int
+    pid: int
 
 
 @contextmanager
-def server(database_url: str, workdir: Path, name: str = "server", *extra: str) -> Iterator[int]:
+def server(database_url: str, workdir: Path, name: str = "server", *extra: str) -> Iterator[Server]:
     port = free_port()
     argv = [sys.executable, "-m", "tasktrail", "serve", "--database-url", database_url, "--port", str(port), *extra]
     with process(argv, workdir / f"{name}.log") as proc:
         wait_grpc_healthy(f"127.0.0.1:{port}")
-        yield port
+        yield Server(port, proc.pid)
         assert proc.poll() is None, f"{name} died; see {workdir / (name + '.log')}"
 
 

@@ -64,9 +64,9 @@ def main() -> None:
         floor_port = free_port()
         floor_argv = [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(floor_port)]
         runs: dict[str, list[Load]] = {"floor": [], "finished": [], "running": []}
-        with process(floor_argv, work / "floor.log"), server(url, work) as tt_port:
+        with process(floor_argv, work / "floor.log"), server(url, work) as tt:
             wait_grpc_healthy(f"127.0.0.1:{floor_port}")
-            with envoy(work, [floor_port], "floor") as floor_edge, envoy(work, [tt_port], "tt") as tt_edge:
+            with envoy(work, [floor_port], "floor") as floor_edge, envoy(work, [tt.port], "tt") as tt_edge:
                 targets = {"floor": (floor_edge.rest, finished), "finished": (tt_edge.rest, finished)}
                 targets["running"] = (tt_edge.rest, running)
                 for url_, script in targets.values():  # warm up (the finished tasks enter memory here)

@@ -65,7 +65,7 @@ def main() -> None:
             started = time.monotonic()
             picked = seed(url, databases=DATABASES, per_database=size // DATABASES)
             print(f"seeded {size:,} tasks in {time.monotonic() - started:.0f} s", file=sys.stderr)
-            with server(url, work) as port, envoy(work, [port], "list") as edge:
+            with server(url, work) as tt, envoy(work, [tt.port], "list") as edge:
                 measure(edge.rest, picked, 300)  # warm up
                 results[size] = measure(edge.rest, picked, args.requests)
     print(f"List page (limit=20, random cursor and order) through Envoy, {args.requests} sequential requests")

@@ -61,7 +61,7 @@ SERVER_OPTIONS: list[tuple[str, str, type, str, object, str]] = [
         "change_poll_interval",
         float,
         "CHANGE_POLL_INTERVAL",
-        0.02,
+        0.005,
         "how often a process looks for writes of other processes (s)",
     ),
     (

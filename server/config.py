@@ -43,6 +43,6 @@ class ServerSettings:
     auth: bool = True
     controlplane_auth: bool = False
     # How often a process looks for changes made by other processes.
-    change_poll_interval: float = 0.02
+    change_poll_interval: float = 0.005
     # Seconds in-flight calls get to finish on SIGTERM.
     shutdown_grace: float = 10.0

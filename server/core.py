@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tasktrail import errors, lifecycle
 from tasktrail.events import ChangeFeed
-from tasktrail.ids import IdGenerator, is_canonical_uuid, next_id_after, parse_uuid, uuid_time_us
+from tasktrail.ids import IdGenerator, ids_after, is_canonical_uuid, parse_uuid, uuid_time_us
 from tasktrail.model import (
     Access,
     LogEntry,
@@ -535,7 +535,8 @@ class TaskCore:
     def _allocate(self, last: str | None, entries: Sequence[NewLogEntry], now: int) -> list[LogEntry]:
         """Entry ids, each greater than the one before, under the task's lock."""
         made: list[LogEntry] = []
-        for entry in entries:
+        fresh: list[str] = []  # ids made ahead for a run of entries without their own
+        for i, entry in enumerate(entries):
             if entry.entry_id:
                 if last is not None and entry.entry_id <= last:
                     raise errors.InvalidArgument(
@@ -543,7 +544,11 @@ class TaskCore:
                     )
                 entry_id = entry.entry_id
             else:
-                entry_id = next_id_after(last, now // 1000)
+                if not fresh:
+                    run = next((j for j in range(i, len(entries)) if entries[j].entry_id), len(entries)) - i
+                    fresh = ids_after(last, now // 1000, run)
+                    fresh.reverse()
+                entry_id = fresh.pop()
             made.append(
                 LogEntry(
                     entry_id=entry_id,

@@ -24,6 +24,8 @@ def envoy_binary() -> str:
 @dataclass(frozen=True)
 class EdgeConfig:
     backends: Sequence[tuple[str, int]]
+    # Where the writer API goes; the same processes unless a write lane has its own.
+    write_backends: Sequence[tuple[str, int]] = ()
     host: str = "127.0.0.1"
     rest_port: int = 3000
     grpc_port: int = 50051
@@ -38,10 +40,12 @@ def render(config: EdgeConfig) -> str:
     for needed in (ENVOY_DIR / "envoy.yaml", ENVOY_DIR / "errors.lua", DESCRIPTOR):
         if not needed.exists():
             raise FileNotFoundError(f"{needed} is missing: tasktrail's edge runs from a source checkout")
-    endpoints = [
-        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
-        for host, port in config.backends
-    ]
+
+    def endpoints(backends: Sequence[tuple[str, int]]) -> str:
+        return json.dumps(
+            [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in backends]
+        )
+
     access_log = (
         'access_log: [{name: envoy.access_loggers.stdout, typed_config: {"@type": '
         "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}}]"
@@ -56,7 +60,8 @@ def render(config: EdgeConfig) -> str:
         admin_port=config.admin_port,
         health_interval=f"{config.health_interval}s",
         stream_idle_timeout=f"{config.stream_idle_timeout}s",
-        endpoints=json.dumps(endpoints),
+        endpoints=endpoints(config.backends),
+        write_endpoints=endpoints(config.write_backends or config.backends),
         descriptor=str(DESCRIPTOR),
         lua_errors=str(ENVOY_DIR / "errors.lua"),
         access_log=access_log,

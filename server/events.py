@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class ChangeFeed:
-    def __init__(self, store: Store, interval: float = 0.02) -> None:
+    def __init__(self, store: Store, interval: float = 0.005) -> None:
         self.store = store
         self.interval = interval
         self._waiters: dict[str, set[asyncio.Event]] = {}

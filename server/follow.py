@@ -40,6 +40,13 @@ class FollowSettings:
     buffer: int = 4096
     # Entries in one frame at most.
     batch: int = 500
+    # Followers woken in one event-loop iteration after a change: writes arriving
+    # meanwhile wait for one stage rather than the whole fan-out.
+    wake_stage: int = 64
+    # The longest a feed waits for its followers to finish one wake-up before the next (seconds).
+    settle_max: float = 0.1
+    # Frames a second one process aims to send at most, over all its followers.
+    frame_rate: float = 100_000.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,12 +96,19 @@ class TaskFeed:
         self.entries: list[LogEntry] = []
         self.gone: errors.CoreError | None = None
         self.followers = 0
-        self._changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
         self._pump: asyncio.Task[None] | None = None
+        self._last_wake = 0.0
+        self._settling: asyncio.Event | None = None
 
-    @property
-    def changed(self) -> asyncio.Event:
-        return self._changed
+    def waiter(self) -> asyncio.Future[None]:
+        """A future the next change resolves. Take it before looking, so that no
+        change between the look and the wait goes unnoticed."""
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        if self._settling is not None and self._settled():
+            self._settling.set()
+        return future
 
     @property
     def finished(self) -> bool:
@@ -102,12 +116,25 @@ class TaskFeed:
         return self.status.terminal and self.read_to == self.task_last
 
     def _announce(self) -> None:
-        # A new event per generation: each waiter of the old one wakes once.
-        old, self._changed = self._changed, asyncio.Event()
-        old.set()
+        waiters, self._waiters = self._waiters, []
+        self._wake(waiters)
+
+    def _wake(self, waiters: list[asyncio.Future[None]]) -> None:
+        """Wake followers a stage at a time, one loop iteration each, so that a
+        write arriving meanwhile waits for one stage, not for the whole fan-out."""
+        stage = self.hub.settings.wake_stage
+        for future in waiters[:stage]:
+            if not future.done():
+                future.set_result(None)
+        if len(waiters) > stage:
+            asyncio.get_running_loop().call_soon(self._wake, waiters[stage:])
 
     def start(self) -> None:
         self._pump = asyncio.create_task(self._run(), name=f"feed {self.task_id}")
+
+    @property
+    def running(self) -> bool:
+        return self._pump is not None and not self._pump.done()
 
     async def stop(self) -> None:
         if self._pump is not None:
@@ -119,6 +146,7 @@ class TaskFeed:
     async def _run(self) -> None:
         with self.hub.core.feed.subscription(self.task_id) as touched:
             while not self.finished:
+                await self._settle()
                 touched.clear()
                 try:
                     await self._catch_up()
@@ -131,7 +159,38 @@ class TaskFeed:
                     await asyncio.sleep(0.5)
                     continue
                 if not self.finished:
-                    await touched.wait()
+                    # Also a tick now and then, so that idle followers send heartbeats
+                    # without a timer each.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.hub.settings.heartbeat / 2):
+                            await touched.wait()
+                    if not touched.is_set():
+                        self._announce()
+
+    async def _settle(self) -> None:
+        """Pace the wake-ups: at most `frame_rate` frames a second for the whole
+        process, and not before most followers are done with the last wake-up
+        (up to a bound). Under a saturated fan-out, new entries then go out in
+        fewer, larger frames, and the frames leave room for writes: every frame
+        is a completion gRPC's single poller thread hands to the event loop, and
+        an append's own completions queue behind them."""
+        loop = asyncio.get_running_loop()
+        settings = self.hub.settings
+        gap = self.hub.followers / settings.frame_rate
+        wait = self._last_wake + gap - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not self._settled():
+            self._settling = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(settings.settle_max):
+                    await self._settling.wait()
+            self._settling = None
+        self._last_wake = loop.time()
+
+    def _settled(self) -> bool:
+        """Most followers are back to waiting for the next change."""
+        return self.followers - len(self._waiters) <= self.followers // 10
 
     async def _catch_up(self) -> None:
         core = self.hub.core
@@ -176,6 +235,10 @@ class LogHub:
         self.feeds: dict[str, TaskFeed] = {}
         self.stopping = False
 
+    @property
+    def followers(self) -> int:
+        return sum(feed.followers for feed in self.feeds.values())
+
     async def close(self) -> None:
         """Tell every follower the server is stopping: they resume elsewhere."""
         self.stopping = True
@@ -212,7 +275,7 @@ class LogHub:
             if self.stopping:
                 yield Broken(Stopping("the server is stopping: resume after the last entry you got"))
                 return
-            changed = feed.changed  # taken before looking, so that no change goes unnoticed
+            changed = feed.waiter()
             batch = feed.after(cursor, settings.batch)
             if batch is None:  # behind the buffer: read the store directly until caught up
                 read = functools.partial(q.log_forward_after, task_id=feed.task_id, after=cursor, limit=settings.batch)
@@ -228,11 +291,13 @@ class LogHub:
             if feed.finished:
                 yield Ended(feed.status, feed.task_last)
                 return
-            left = settings.heartbeat - (loop.time() - last_frame)
-            if left <= 0:
+            if loop.time() - last_frame >= settings.heartbeat * 0.9:
                 last_frame = loop.time()
                 yield Beat(now_us())
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(left):
-                    await changed.wait()
+            if feed.running:
+                await changed  # the feed ticks every half heartbeat, so this wait is bounded
+            else:  # a finished feed no longer ticks: a follower still behind keeps its own time
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(settings.heartbeat):
+                        await asyncio.shield(changed)

@@ -75,6 +75,27 @@ def next_id_after(previous: str | None, now_ms: int) -> str:
     return format_uuid(prev + 1)
 
 
+def ids_after(previous: str | None, now_ms: int, count: int) -> list[str]:
+    """`count` increasing ids after `previous`, as next_id_after makes them, in one go."""
+    first = next_id_after(previous, now_ms)
+    if count <= 1:
+        return [first]
+    value = parse_uuid(first)
+    out = [first]
+    steps = os.urandom(count * 2)
+    v7 = (value >> 76) & 0xF == 7
+    for i in range(1, count):
+        if v7:
+            ms, rand = value >> 80, _rand74(value) + 1 + (((steps[2 * i] << 8) | steps[2 * i + 1]) & 0xFFF)
+            if rand >= 1 << 74:
+                ms, rand = ms + 1, rand & ((1 << 74) - 1)
+            value = _v7(ms, rand)
+        else:
+            value += 1
+        out.append(format_uuid(value))
+    return out
+
+
 class IdGenerator:
     """Monotonic UUIDv7s for one process: each id is greater than the last."""
 

@@ -34,6 +34,7 @@ from tasktrail.model import (
     TaskChanges,
     TaskError,
     TaskQuery,
+    now_us,
 )
 from tasktrail.protojson import struct_to_dict
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
@@ -253,11 +254,30 @@ def duration_us(value: duration_pb2.Duration) -> int:
     return value.seconds * 1_000_000 + value.nanos // 1000
 
 
-def to_pb_frame(frame: follow.Frame) -> task_service_pb2.FollowTaskLogResponse:
-    out = task_service_pb2.FollowTaskLogResponse()
+class FrameCache:
+    """Followers of one task mostly send the same batch: it is converted once."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self.frames: dict[tuple[str, str, int], task_service_pb2.FollowTaskLogResponse] = {}
+
+    def entries(self, batch: list[LogEntry]) -> task_service_pb2.FollowTaskLogResponse:
+        key = (batch[0].entry_id, batch[-1].entry_id, len(batch))
+        frame = self.frames.get(key)
+        if frame is None:
+            frame = task_service_pb2.FollowTaskLogResponse()
+            frame.entries.entries.extend(to_pb_entry(e) for e in batch)
+            if len(self.frames) >= self.size:
+                del self.frames[next(iter(self.frames))]
+            self.frames[key] = frame
+        return frame
+
+
+def to_pb_frame(frame: follow.Frame, cache: FrameCache) -> task_service_pb2.FollowTaskLogResponse:
     if isinstance(frame, follow.Entries):
-        out.entries.entries.extend(to_pb_entry(e) for e in frame.entries)
-    elif isinstance(frame, follow.Beat):
+        return cache.entries(frame.entries)
+    out = task_service_pb2.FollowTaskLogResponse()
+    if isinstance(frame, follow.Beat):
         out.heartbeat.time.CopyFrom(timestamp(frame.at))
     elif isinstance(frame, follow.Ended):
         out.end.task_status = STATUS_TO_PB[frame.status]
@@ -275,6 +295,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self.core = core
         self.gate = gate
         self.hub = hub or follow.LogHub(core)
+        self.frames = FrameCache()
 
     @rpc
     async def GetTask(self, request: task_service_pb2.GetTaskRequest, context: Ctx) -> task_service_pb2.GetTaskResponse:
@@ -340,8 +361,10 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             task = await self.hub.open(request.task_id, caller_access())
         except errors.CoreError as exc:  # before the first frame: a status, as for any call
             await context.abort(exc.code, exc.message, trailing_metadata=rich_status(exc))
+        # A heartbeat first: the follower knows at once that the stream is open.
+        yield to_pb_frame(follow.Beat(now_us()), self.frames)
         async for frame in self.hub.follow(task, request.after_entry_id or None):
-            yield to_pb_frame(frame)
+            yield to_pb_frame(frame, self.frames)
 
 
 class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):

@@ -37,10 +37,13 @@ SERVICE_NAMES = (
     controlplane_pb2.DESCRIPTOR.services_by_name["ControlPlaneTaskService"].full_name,
 )
 
-# Followers may hold many streams; the default pending-request limit would refuse some.
+# Followers may hold many streams: gRPC's default pending-request limits (1,000 soft,
+# 3,000 hard) would refuse some when thousands connect at once.
 GRPC_OPTIONS = (
     ("grpc.so_reuseport", 0),
-    ("grpc.max_concurrent_streams", 10_000),
+    ("grpc.max_concurrent_streams", 100_000),
+    ("grpc.server.max_pending_requests", 100_000),
+    ("grpc.server.max_pending_requests_hard_limit", 100_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
 )

@@ -41,6 +41,12 @@ def add_parser(
     p.add_argument("--admin-port", type=int, default=env_int("ADMIN_PORT", 9901), help="Envoy's admin interface")
     p.add_argument("--server-port", type=int, default=env_int("SERVER_PORT", 50061), help="first server process port")
     p.add_argument("--replicas", type=int, default=env_int("REPLICAS", 1), help="server processes")
+    p.add_argument(
+        "--write-lane",
+        action="store_true",
+        default=env("WRITE_LANE", "") not in ("", "0", "false"),
+        help="one more server process for the writer API alone, so that appends stay fast under a saturated fan-out",
+    )
     p.add_argument("--envoy-concurrency", type=int, default=env_int("ENVOY_CONCURRENCY", 1))
     p.add_argument("--no-sample", dest="sample", action="store_false", help="do not write sample tasks")
     p.add_argument("--access-log", action="store_true", help="Envoy access log on stdout")
@@ -180,12 +186,19 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
         port = args.server_port + i
         argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
         servers.append(Child(f"server-{i}", argv, data_dir / "logs" / f"server-{i}.log"))
+    writers: list[tuple[str, int]] = []
+    if args.write_lane:
+        port = args.server_port + args.replicas
+        argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
+        servers.append(Child("writer", argv, data_dir / "logs" / "writer.log"))
+        writers.append((args.host, port))
     config_path = data_dir / "envoy" / "envoy.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(
         edge.render(
             edge.EdgeConfig(
                 backends=[(args.host, args.server_port + i) for i in range(args.replicas)],
+                write_backends=writers,
                 host=args.host,
                 rest_port=args.rest_port,
                 grpc_port=args.grpc_port,
@@ -201,7 +214,7 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
         for child in servers:
             child.start()
         for i, child in enumerate(servers):
-            wait_healthy(f"{args.host}:{args.server_port + i}", child)
+            wait_healthy(f"{args.host}:{args.server_port + i}", child)  # the write lane's port follows the replicas
         envoy.start()
         wait_envoy_ready(f"{args.host}:{args.admin_port}", envoy)
         if args.sample:

@@ -10,6 +10,7 @@ from tasktrail.ids import (
     IdGenerator,
     go_quote,
     go_uuid_parse,
+    ids_after,
     is_canonical_uuid,
     next_id_after,
     parse_uuid,
@@ -74,3 +75,13 @@ def test_go_quote() -> None:
     assert go_quote('a"b\\c') == '"a\\"b\\\\c"'
     assert go_quote("tab\tnl\n\x00") == '"tab\\tnl\\n\\x00"'
     assert go_quote("héllo") == '"héllo"'
+
+
+@given(st.integers(min_value=0, max_value=(1 << 127)), st.integers(min_value=1, max_value=300))
+def test_ids_after_increase_from_any_previous(prev: int, count: int) -> None:
+    previous = str(uuid.UUID(int=prev))
+    ids = ids_after(previous, 1_800_000_000_000, count)
+    assert len(ids) == count
+    assert ids == sorted(ids)
+    assert len(set(ids)) == count
+    assert ids[0] > previous

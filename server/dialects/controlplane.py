@@ -137,6 +137,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         # Open unless the operator requires a token on this port.
         self.gate = gate
         self.hub = hub or LogHub(core)
+        self.chunks = tails.ChunkCache()
 
     @staticmethod
     def _access() -> Access:
@@ -366,6 +367,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
             lambda status: status.value,
             _broken_body,
             now_us(),
+            self.chunks,
         )
         async for chunk in chunks:
             yield chunk

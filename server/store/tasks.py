@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Dialect, Select, and_, bindparam, delete, insert, or_, select, tuple_, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from tasktrail.model import (
@@ -371,18 +371,24 @@ def save_task(conn: Connection, before: Task, after: Task) -> Task:
     return saved
 
 
+@functools.lru_cache(maxsize=8)
+def _insert_entries_sql(dialect: Dialect) -> str:
+    stmt = insert(log_entries).values(
+        task_id=bindparam("task_id"),
+        entry_id=bindparam("entry_id"),
+        timestamp=bindparam("timestamp"),
+        message=bindparam("message"),
+        fields=bindparam("fields"),
+    )
+    compiled = stmt.compile(dialect=dialect)
+    assert compiled.positiontup == ["task_id", "entry_id", "timestamp", "message", "fields"], compiled.positiontup
+    return str(compiled)
+
+
 def insert_entries(conn: Connection, task_id: str, entries: Sequence[LogEntry]) -> None:
+    """One executemany straight to the driver: appends are the hot write path."""
     if entries:
-        conn.execute(
-            insert(log_entries),
-            [
-                {
-                    "task_id": task_id,
-                    "entry_id": e.entry_id,
-                    "timestamp": e.timestamp,
-                    "message": e.message,
-                    "fields": dump_json(e.fields) if e.fields else None,
-                }
-                for e in entries
-            ],
-        )
+        rows = [
+            (task_id, e.entry_id, e.timestamp, e.message, dump_json(e.fields) if e.fields else None) for e in entries
+        ]
+        conn.exec_driver_sql(_insert_entries_sql(conn.dialect), rows)
