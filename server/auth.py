@@ -44,6 +44,8 @@ class Principal:
     name: str
     role: Role
     access: Access
+    # Set for the API keys of a cloud account.
+    account_id: str | None = None
 
     @property
     def can_write(self) -> bool:
@@ -158,6 +160,15 @@ def bearer(metadata: Any) -> str | None:
     return None
 
 
+def api_keys(metadata: Any) -> tuple[str | None, str | None]:
+    """A cloud account's `x-api-key` and a user's `x-api-secret-key`."""
+    found: dict[str, str] = {}
+    for key, value in metadata or ():
+        if key in ("x-api-key", "x-api-secret-key") and isinstance(value, str) and value.strip():
+            found[key] = value.strip()
+    return found.get("x-api-key"), found.get("x-api-secret-key")
+
+
 # -- the server side -------------------------------------------------------------------
 
 # The caller of the current call, set by the gate for the servicer.
@@ -181,22 +192,42 @@ class Gate:
     the servicer through `current`. A servicer's decorator calls it (rather than
     an interceptor on every call), so calls that need no token pay nothing."""
 
-    def __init__(self, store: Store | None, refuse: Refusal = refuse_grpc) -> None:
+    def __init__(
+        self,
+        store: Store | None,
+        refuse: Refusal = refuse_grpc,
+        missing: str = "a token is required: metadata authorization: Bearer <token>",
+    ) -> None:
         # No store: the gate is open (a server run without tokens, in tests).
         self.store = store
         self.refuse = refuse
+        self.missing = missing
 
     async def admit(self, context: aio.ServicerContext[Any, Any], need: Requirement) -> None:
-        """Returns when the call may go on; a refusal aborts the call (it raises)."""
+        """Returns when the call may go on; a refusal aborts the call (it raises).
+        A caller shows a token (`authorization: Bearer …`) or a cloud account's
+        pair of API keys (`x-api-key`, `x-api-secret-key`), which read that
+        account's tasks only."""
         if self.store is None:
             return
-        token = bearer(context.invocation_metadata())
-        if token is None:
-            await self.refuse(context, "a token is required: metadata authorization: Bearer <token>")
+        metadata = context.invocation_metadata()
+        token = bearer(metadata)
+        api_key, secret_key = api_keys(metadata)
+        if token is not None:
+            principal = await authenticate(self.store, token)
+            problem = "the token is unknown or revoked"
+        elif api_key is not None or secret_key is not None:
+            from tasktrail import accounts
+
+            principal = None
+            if api_key is not None and secret_key is not None:
+                principal = await accounts.authenticate(self.store, api_key, secret_key)
+            problem = "the API keys are missing, unknown or revoked: x-api-key and x-api-secret-key"
+        else:
+            await self.refuse(context, self.missing)
             raise AssertionError("a refusal aborts the call")
-        principal = await authenticate(self.store, token)
         if principal is None:
-            await self.refuse(context, "the token is unknown or revoked")
+            await self.refuse(context, problem)
             raise AssertionError("a refusal aborts the call")
         if need is Requirement.WRITER and not principal.can_write:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this call needs a writer token")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tasktrail.config import ServerSettings, default_database_url, env, env_int
 from tasktrail.core import SECOND, Limits, Timing
+from tasktrail.dialects.cloud import CloudSettings
 from tasktrail.follow import FollowSettings
 from tasktrail.housekeeping import Housekeeping
 from tasktrail.model import Retention, Scope
@@ -71,6 +72,22 @@ SERVER_OPTIONS: list[tuple[str, str, type, str, object, str]] = [
         "FOLLOW_HEARTBEAT",
         FollowSettings().heartbeat,
         "a heartbeat on an idle log follow after this long (s)",
+    ),
+    (
+        "--cloud-list-window",
+        "cloud_list_window",
+        float,
+        "CLOUD_LIST_WINDOW",
+        CloudSettings().list_window,
+        "the cloud API lists the tasks submitted in this window (s)",
+    ),
+    (
+        "--cloud-rate-limit",
+        "cloud_rate_limit",
+        int,
+        "CLOUD_RATE_LIMIT",
+        CloudSettings().rate_limit,
+        "cloud API requests a minute per account key",
     ),
     ("--shutdown-grace", "shutdown_grace", float, "SHUTDOWN_GRACE", 10.0, "seconds in-flight calls get on shutdown"),
 ]
@@ -162,6 +179,7 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         retention=retention,
         housekeeping=Housekeeping(lease_check_interval=args.lease_check_interval, sweep_interval=args.sweep_interval),
         follow=FollowSettings(heartbeat=args.follow_heartbeat),
+        cloud=CloudSettings(list_window=args.cloud_list_window, rate_limit=args.cloud_rate_limit),
         controlplane_auth=args.controlplane_auth,
         change_poll_interval=args.change_poll_interval,
         shutdown_grace=args.shutdown_grace,
@@ -169,7 +187,7 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tasktrail import console, demo, supervisor, tokens
+    from tasktrail import accounts, console, demo, supervisor, tokens
 
     parser = argparse.ArgumentParser(prog="tasktrail", description="The task service of a database control plane.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -185,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     supervisor.add_parser(sub, add_server_options)
     tokens.add_parser(sub, _add_database)
+    accounts.add_parsers(sub, _add_database)
     console.add_parsers(sub)
     demo.add_parser(sub)
     return parser
@@ -207,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    # The one-shot commands (tokens, keys, tasks…) print their answer, not the migration's chatter.
+    quiet = args.command not in ("serve", "up", "migrate")
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

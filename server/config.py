@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tasktrail.core import Limits, Timing
+from tasktrail.dialects.cloud import CloudSettings
 from tasktrail.follow import FollowSettings
 from tasktrail.housekeeping import Housekeeping
 from tasktrail.model import Retention
@@ -39,6 +40,7 @@ class ServerSettings:
     retention: Retention = field(default_factory=Retention)
     housekeeping: Housekeeping = field(default_factory=Housekeeping)
     follow: FollowSettings = field(default_factory=FollowSettings)
+    cloud: CloudSettings = field(default_factory=CloudSettings)
     # Tokens on the gRPC API (always, unless a test turns them off), and on the control-plane REST port.
     auth: bool = True
     controlplane_auth: bool = False

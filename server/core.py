@@ -315,6 +315,11 @@ class TaskCore:
         read = self.store.snapshot if len(query.ranges) > 1 else self.store.read
         return await read(lambda r: q.list_tasks(r, query, now))
 
+    async def recent(self, scope: Scope, entity_id: str, window_us: int, limit: int) -> list[Task]:
+        """An entity's tasks created in the last `window_us`, the latest status change first."""
+        now = now_us()
+        return await self.store.read(lambda r: q.by_status_change(r, scope, entity_id, now - window_us, now, limit))
+
     async def position_of(self, task_id: str, access: Access) -> tuple[int, str]:
         """The list position an `after_task_id` cursor names.
 

@@ -29,6 +29,10 @@ class EdgeConfig:
     host: str = "127.0.0.1"
     rest_port: int = 3000
     grpc_port: int = 50051
+    cloud_port: int = 8443
+    # The HTTPS ports' certificate and key.
+    tls_cert: Path = Path("tls/server.pem")
+    tls_key: Path = Path("tls/server-key.pem")
     admin_port: int = 9901
     health_interval: float = 1.0
     access_log: bool = False
@@ -57,6 +61,9 @@ def render(config: EdgeConfig) -> str:
         host=config.host,
         rest_port=config.rest_port,
         grpc_port=config.grpc_port,
+        cloud_port=config.cloud_port,
+        tls_cert=str(config.tls_cert),
+        tls_key=str(config.tls_key),
         admin_port=config.admin_port,
         health_interval=f"{config.health_interval}s",
         stream_idle_timeout=f"{config.stream_idle_timeout}s",

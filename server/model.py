@@ -107,6 +107,8 @@ class Result:
     additional_resource_id: str = ""
     resource: JsonObject | None = None
     resource_path: str = ""
+    resource_title: str = ""
+    additional_info: str = ""
 
     def to_json(self) -> JsonObject:
         return {
@@ -114,6 +116,8 @@ class Result:
             "additional_resource_id": self.additional_resource_id,
             "resource": self.resource,
             "resource_path": self.resource_path,
+            "resource_title": self.resource_title,
+            "additional_info": self.additional_info,
         }
 
     @classmethod
@@ -123,6 +127,8 @@ class Result:
             additional_resource_id=data.get("additional_resource_id", ""),
             resource=data.get("resource"),
             resource_path=data.get("resource_path", ""),
+            resource_title=data.get("resource_title", ""),
+            additional_info=data.get("additional_info", ""),
         )
 
 

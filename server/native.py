@@ -121,6 +121,8 @@ def to_pb_task(task: Task) -> task_pb2.Task:
         out.result.resource_id = r.resource_id
         out.result.additional_resource_id = r.additional_resource_id
         out.result.resource_path = r.resource_path
+        out.result.resource_title = r.resource_title
+        out.result.additional_info = r.additional_info
         if r.resource is not None:
             out.result.resource.update(r.resource)
     return out
@@ -484,4 +486,6 @@ def _result(r: task_pb2.TaskResult) -> Result:
         additional_resource_id=r.additional_resource_id,
         resource=struct_to_dict(r.resource) if r.HasField("resource") else None,
         resource_path=r.resource_path,
+        resource_title=r.resource_title,
+        additional_info=r.additional_info,
     )

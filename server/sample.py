@@ -2,7 +2,8 @@
 
 They make every curl command of the pgEdge task documentation show real data:
 the documentation's task id and log entry id exist here (the writer API takes
-caller-supplied ids, as an import of an existing control plane would).
+caller-supplied ids, as an import of an existing control plane would). The
+development account gets cloud tasks, one in each status the cloud API shows.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class SampleTask:
     log: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     entry_ids: tuple[str, ...] = ()
     error: str = ""
+    error_code: str = "internal_error"
+    http_status: int = 0
+    result: task_pb2.TaskResult | None = None
 
 
 def _backup_log() -> list[tuple[str, dict[str, Any]]]:
@@ -127,6 +131,37 @@ SAMPLES: list[SampleTask] = [
     ),
 ]
 
+
+def cloud_samples(account_id: str) -> list[SampleTask]:
+    """Tasks of the development account, one in each status the cloud API shows."""
+
+    def cloud(type: str, status: str, **kw: Any) -> SampleTask:
+        return SampleTask(type, status, scope=task_pb2.SCOPE_ACCOUNT, entity_id=account_id, **kw)
+
+    return [
+        cloud(
+            "subscriptionCreateRequest",
+            "completed",
+            log=[("provisioning subscription 77899", {})],
+            result=task_pb2.TaskResult(
+                resource_id="77899",
+                resource_path="/v1/subscriptions/77899",
+                resource_title="getSubscriptionInformation",
+            ),
+        ),
+        cloud(
+            "cloudAccountDeleteRequest",
+            "failed",
+            error="Cloud account was not found",
+            error_code="CLOUD_ACCOUNT_NOT_FOUND",
+            http_status=404,
+            result=task_pb2.TaskResult(additional_info="cloud-account-does-not-exists"),
+        ),
+        cloud("fixedDatabaseCreateRequest", "running", log=[("creating database", {})]),
+        cloud("databaseBackupRequest", "pending"),
+    ]
+
+
 _STATUS = {
     "running": task_pb2.TASK_STATUS_RUNNING,
     "completed": task_pb2.TASK_STATUS_COMPLETED,
@@ -146,11 +181,11 @@ def _entries(sample: SampleTask) -> list[task_pb2.LogEntry]:
     return out
 
 
-def write(channel: grpc.Channel) -> int:
+def write(channel: grpc.Channel, account_id: str | None = None) -> int:
     """Write the samples through the writer API (the channel carries a writer token)."""
     writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
     made: list[str] = []
-    for sample in SAMPLES:
+    for sample in [*SAMPLES, *(cloud_samples(account_id) if account_id else [])]:
         created = writer.CreateTask(
             writer_service_pb2.CreateTaskRequest(
                 task_id=sample.task_id,
@@ -179,19 +214,23 @@ def write(channel: grpc.Channel) -> int:
         if sample.status in ("completed", "failed"):
             update = writer_service_pb2.UpdateTaskRequest(task_id=created.task_id, status=_STATUS[sample.status])
             if sample.error:
-                update.error.CopyFrom(task_pb2.TaskError(code="internal_error", message=sample.error))
+                update.error.CopyFrom(
+                    task_pb2.TaskError(code=sample.error_code, message=sample.error, http_status=sample.http_status)
+                )
+            if sample.result is not None:
+                update.result.CopyFrom(sample.result)
             writer.UpdateTask(update, timeout=10)
     return len(made)
 
 
-def write_if_empty(target: str, token: str) -> int:
+def write_if_empty(target: str, token: str, account_id: str | None = None) -> int:
     """Write the samples when the store holds no task at all; returns how many."""
     with grpc.insecure_channel(target) as plain:
         channel = grpc.intercept_channel(plain, WithToken(token))
         reader = task_service_pb2_grpc.TaskServiceStub(channel)
         if reader.ListTasks(task_service_pb2.ListTasksRequest(page_size=1), timeout=10).tasks:
             return 0
-        return write(channel)
+        return write(channel, account_id)
 
 
 class WithToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[type-arg]

@@ -17,10 +17,12 @@ from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tasktrail import auth, housekeeping, migrate
+from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.config import ServerSettings
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
 from tasktrail.core import TaskCore
-from tasktrail.dialects import controlplane
+from tasktrail.dialects import cloud, controlplane
+from tasktrail.dialects.cloud import CloudTaskService
 from tasktrail.dialects.controlplane import ControlPlaneTaskService
 from tasktrail.events import ChangeFeed
 from tasktrail.follow import LogHub
@@ -35,6 +37,7 @@ SERVICE_NAMES = (
     task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
     writer_service_pb2.DESCRIPTOR.services_by_name["TaskWriterService"].full_name,
     controlplane_pb2.DESCRIPTOR.services_by_name["ControlPlaneTaskService"].full_name,
+    cloud_pb2.DESCRIPTOR.services_by_name["CloudTaskService"].full_name,
 )
 
 # Followers may hold many streams: gRPC's default pending-request limits (1,000 soft,
@@ -104,6 +107,13 @@ async def start(settings: ServerSettings) -> Running:
     controlplane_pb2_grpc.add_ControlPlaneTaskServiceServicer_to_server(
         ControlPlaneTaskService(core, rest_gate, hub), server
     )
+    # The cloud API always needs an account's keys (a token works too, over gRPC).
+    cloud_gate = (
+        auth.Gate(store, cloud.refuse, "the x-api-key and x-api-secret-key headers are required")
+        if settings.auth
+        else auth.OPEN
+    )
+    cloud_pb2_grpc.add_CloudTaskServiceServicer_to_server(CloudTaskService(core, cloud_gate, settings.cloud), server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tasktrail import edge, migrate, sample, tokens
+from tasktrail import accounts, edge, migrate, sample, tls, tokens
 from tasktrail.config import env, env_int
 
 log = logging.getLogger("tasktrail.up")
@@ -38,6 +38,9 @@ def add_parser(
     p.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address every port binds to")
     p.add_argument("--rest-port", type=int, default=env_int("REST_PORT", 3000), help="control-plane REST API")
     p.add_argument("--grpc-port", type=int, default=env_int("GRPC_PORT", 50051), help="native gRPC (every service)")
+    p.add_argument("--cloud-port", type=int, default=env_int("CLOUD_PORT", 8443), help="cloud REST API (HTTPS)")
+    p.add_argument("--tls-cert", type=Path, default=None, help="the HTTPS ports' certificate (default: a local CA's)")
+    p.add_argument("--tls-key", type=Path, default=None, help="its private key")
     p.add_argument("--admin-port", type=int, default=env_int("ADMIN_PORT", 9901), help="Envoy's admin interface")
     p.add_argument("--server-port", type=int, default=env_int("SERVER_PORT", 50061), help="first server process port")
     p.add_argument("--replicas", type=int, default=env_int("REPLICAS", 1), help="server processes")
@@ -127,7 +130,14 @@ def wait_envoy_ready(admin: str, child: Child, timeout: float = 30.0) -> None:
     raise TimeoutError(f"Envoy was not ready within {timeout:.0f} s; see {child.log_path}")
 
 
-def banner(args: argparse.Namespace, url: str, data_dir: Path, token: str) -> str:
+def banner(
+    args: argparse.Namespace,
+    url: str,
+    data_dir: Path,
+    token: str,
+    certificate: tls.ServerCertificate,
+    account: accounts.DevAccount,
+) -> str:
     rest = f"http://{args.host}:{args.rest_port}"
     db = "example"
     task = sample.DOC_TASK_ID
@@ -137,11 +147,14 @@ def banner(args: argparse.Namespace, url: str, data_dir: Path, token: str) -> st
         "tasktrail is up.",
         f"  REST, control-plane API   {rest}" + ("  (needs a token)" if args.controlplane_auth else ""),
         f"  gRPC, every service       {args.host}:{args.grpc_port}",
+        f"  REST, cloud API (HTTPS)   https://{args.host}:{args.cloud_port}/v1",
         f"  Envoy admin               http://{args.host}:{args.admin_port}",
         f"  store                     {url}",
         f"  logs                      {data_dir / 'logs'}",
+        *([f"  local CA                  export CURL_CA_BUNDLE={certificate.ca}"] if certificate.ca else []),
         f"  development token         {token}",
         f"                            (a writer of every scope; kept in {data_dir / 'dev-token'})",
+        f"  development cloud account {account.account_id}: its keys are in {account.path}",
         "",
         "Try:",
         f"  curl{auth} {rest}/v1/databases/{db}/tasks",
@@ -159,6 +172,12 @@ def banner(args: argparse.Namespace, url: str, data_dir: Path, token: str) -> st
         f"  .venv/bin/tasktrail logs get {task}",
         "  .venv/bin/tasktrail demo",
         "",
+        f"  set -a; . {account.path}; set +a",
+        f"  export HOST={args.host}:{args.cloud_port}/v1"
+        + (f" CURL_CA_BUNDLE={certificate.ca}" if certificate.ca else ""),
+        '  curl -s -X GET "https://$HOST/tasks" -H "accept: application/json" '
+        '-H "x-api-key: $ACCOUNT_KEY" -H "x-api-secret-key: $SECRET_KEY"',
+        "",
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -171,6 +190,7 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
     revision = migrate.migrate(url)
     log.info("schema at revision %s", revision)
     token = tokens.ensure_dev_token(url, data_dir)
+    account = accounts.ensure_dev_account(url, data_dir)
 
     stopping = False
 
@@ -192,6 +212,7 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
         argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
         servers.append(Child("writer", argv, data_dir / "logs" / "writer.log"))
         writers.append((args.host, port))
+    certificate = tls.server_certificate(data_dir, args.host, args.tls_cert, args.tls_key)
     config_path = data_dir / "envoy" / "envoy.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
     config_path.write_text(
@@ -202,6 +223,9 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
                 host=args.host,
                 rest_port=args.rest_port,
                 grpc_port=args.grpc_port,
+                cloud_port=args.cloud_port,
+                tls_cert=certificate.cert,
+                tls_key=certificate.key,
                 admin_port=args.admin_port,
                 access_log=args.access_log,
                 stream_idle_timeout=args.envoy_idle_timeout,
@@ -218,10 +242,16 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
         envoy.start()
         wait_envoy_ready(f"{args.host}:{args.admin_port}", envoy)
         if args.sample:
-            wrote = sample.write_if_empty(f"{args.host}:{args.grpc_port}", token)
+            wrote = sample.write_if_empty(f"{args.host}:{args.grpc_port}", token, account.account_id)
             if wrote:
-                log.info("wrote %d sample tasks (database %s, host %s)", wrote, "example", sample.HOST_ID)
-        print(banner(args, url, data_dir, token), flush=True)
+                log.info(
+                    "wrote %d sample tasks (database %s, host %s, cloud account %s)",
+                    wrote,
+                    sample.DATABASE_ID,
+                    sample.HOST_ID,
+                    account.account_id,
+                )
+        print(banner(args, url, data_dir, token, certificate, account), flush=True)
         supervise(children, lambda: stopping)
     except (RuntimeError, TimeoutError, OSError) as exc:
         log.error("%s", exc)

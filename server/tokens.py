@@ -7,17 +7,16 @@ the operator's, run where the database is reachable.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tasktrail import auth, migrate
+from tasktrail import auth
 from tasktrail.auth import Role
 from tasktrail.model import Scope
-from tasktrail.store import open_store
+from tasktrail.store import once, write_once
 
 DEV_TOKEN_FILE = "dev-token"
 DEV_TOKEN_NAME = "development (tasktrail up)"
@@ -54,16 +53,7 @@ def add_parser(
 
 
 def create(url: str, name: str, role: Role, grants: list[str]) -> str:
-    migrate.migrate(url)
-
-    async def go() -> str:
-        store = open_store(url)
-        try:
-            return await store.write(lambda conn: auth.create_token(conn, name, role, grants))
-        finally:
-            await store.close()
-
-    return asyncio.run(go())
+    return write_once(url, lambda conn: auth.create_token(conn, name, role, grants))
 
 
 def run_create(args: argparse.Namespace, url: str) -> int:
@@ -81,16 +71,7 @@ def run_create(args: argparse.Namespace, url: str) -> int:
 
 
 def run_list(args: argparse.Namespace, url: str) -> int:
-    migrate.migrate(url)
-
-    async def go() -> list[auth.TokenInfo]:
-        store = open_store(url)
-        try:
-            return await store.write(auth.list_tokens)
-        finally:
-            await store.close()
-
-    found = asyncio.run(go())
+    found = write_once(url, auth.list_tokens)
     if args.json:
         print(json.dumps([{**t.__dict__, "role": t.role.value, "grants": list(t.grants)} for t in found]))
         return 0
@@ -116,16 +97,7 @@ def run_revoke(args: argparse.Namespace, url: str) -> int:
     parts = auth.split_token(token_id)
     if parts is not None:
         token_id = parts[0]
-    migrate.migrate(url)
-
-    async def go() -> bool:
-        store = open_store(url)
-        try:
-            return await store.write(lambda conn: auth.revoke_token(conn, token_id))
-        finally:
-            await store.close()
-
-    if not asyncio.run(go()):
+    if not write_once(url, lambda conn: auth.revoke_token(conn, token_id)):
         print(f"tasktrail: no active token {token_id}")
         return 1
     print(f"revoked {token_id}")
@@ -137,16 +109,9 @@ def ensure_dev_token(url: str, data_dir: Path) -> str:
     so that `tasktrail up` can show it every time; made again when it no longer works."""
     path = data_dir / DEV_TOKEN_FILE
 
-    async def valid(token: str) -> bool:
-        store = open_store(url)
-        try:
-            return await auth.authenticate(store, token) is not None
-        finally:
-            await store.close()
-
     if path.exists():
         token = path.read_text().strip()
-        if token and asyncio.run(valid(token)):
+        if token and once(url, lambda store: auth.authenticate(store, token)) is not None:
             return token
     token = create(url, DEV_TOKEN_NAME, Role.WRITER, [s.value for s in Scope])
     path.write_text(token + "\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -53,6 +54,22 @@ class Stack:
     proc: subprocess.Popen[bytes]
     channel: grpc.Channel
     token: str
+    # https://127.0.0.1:<port>, the cloud API; its certificate is signed by `ca`.
+    cloud: str = ""
+
+    @property
+    def ca(self) -> Path:
+        return self.data_dir / "tls" / "ca.pem"
+
+    def tasktrail(self, *argv: str) -> str:
+        """Runs the CLI against the stack's store; its output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "tasktrail", *argv, "--data-dir", str(self.data_dir)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout
 
     @property
     def writer(self) -> writer_service_pb2_grpc.TaskWriterServiceStub:
@@ -65,13 +82,14 @@ class Stack:
 
 def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, str] | None = None) -> Stack:
     rest, grpc_port, admin = free_port(), free_port(), free_port()
-    server_port = free_port()
+    server_port, cloud_port = free_port(), free_port()
     argv = [
         sys.executable, "-m", "tasktrail", "up",
         "--data-dir", str(data_dir),
         "--rest-port", str(rest),
         "--grpc-port", str(grpc_port),
         "--admin-port", str(admin),
+        "--cloud-port", str(cloud_port),
         "--server-port", str(server_port),
         "--replicas", str(replicas),
         "--shutdown-grace", "2",
@@ -92,7 +110,14 @@ def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, s
     token = (data_dir / "dev-token").read_text().strip()
     channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"), WithToken(token))
     return Stack(
-        f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}", data_dir, proc, channel, token
+        f"http://127.0.0.1:{rest}",
+        f"127.0.0.1:{grpc_port}",
+        f"127.0.0.1:{admin}",
+        data_dir,
+        proc,
+        channel,
+        token,
+        cloud=f"https://127.0.0.1:{cloud_port}",
     )
 
 
@@ -115,10 +140,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stop_stack(running)
 
 
-def http_get(url: str) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url)
+def http_get(
+    url: str, headers: dict[str, str] | None = None, ca: Path | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """One request; HTTPS trusts `ca` (the stack's local CA)."""
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
     try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
+        with urllib.request.urlopen(request, timeout=10, context=context) as reply:
             return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
     except urllib.error.HTTPError as err:
         return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()

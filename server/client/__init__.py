@@ -12,7 +12,7 @@ a token (default TASKTRAIL_TOKEN, or the development token of `tasktrail up`).
 
 from tasktrail.client.policies import NO_RETRY, RetryPolicy, Timeouts, WorkerPolicy
 from tasktrail.client.reader import AsyncFollow, AsyncTaskClient, Follow, FollowError, TaskClient
-from tasktrail.client.worker import AsyncTaskWriter, LeaseLost, TaskCanceled, WorkerTask
+from tasktrail.client.worker import AsyncTaskWriter, LeaseLost, TaskCanceled, TaskFailed, WorkerTask
 
 __all__ = [
     "NO_RETRY",
@@ -25,6 +25,7 @@ __all__ = [
     "RetryPolicy",
     "TaskCanceled",
     "TaskClient",
+    "TaskFailed",
     "Timeouts",
     "WorkerPolicy",
     "WorkerTask",

@@ -36,6 +36,36 @@ class TaskCanceled(Exception):
     """Raise it inside `async with writer.task(...)` to end the task as CANCELED."""
 
 
+class TaskFailed(Exception):
+    """Raise it inside `async with writer.task(...)` to end the task as FAILED with
+    a chosen error code, an HTTP status the dialects show (the cloud API's
+    "404 NOT_FOUND"), per-target errors (one per cluster) and a machine hint."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        http_status: int = 0,
+        details: tuple[tuple[str, str, str], ...] = (),
+        additional_info: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status
+        self.details = details
+        self.additional_info = additional_info
+
+    def to_pb(self) -> task_pb2.TaskError:
+        return task_pb2.TaskError(
+            code=self.code,
+            message=self.message,
+            http_status=self.http_status,
+            details=[task_pb2.TaskErrorDetail(target=t, code=c, message=m) for t, c, m in self.details],
+        )
+
+
 class LeaseLost(Exception):
     """The worker no longer holds its task: its lease lapsed, the task ended elsewhere."""
 
@@ -214,10 +244,16 @@ class WorkerTask:
         additional_resource_id: str = "",
         resource: dict[str, Any] | None = None,
         resource_path: str = "",
+        resource_title: str = "",
     ) -> None:
-        """What the task produced; sent with its completion."""
+        """What the task produced; sent with its completion. `resource_path` (an API
+        path such as /v1/subscriptions/77899) and `resource_title` make the cloud
+        API's resource link."""
         self._result = task_pb2.TaskResult(
-            resource_id=resource_id, additional_resource_id=additional_resource_id, resource_path=resource_path
+            resource_id=resource_id,
+            additional_resource_id=additional_resource_id,
+            resource_path=resource_path,
+            resource_title=resource_title,
         )
         if resource is not None:
             self._result.resource.update(resource)
@@ -262,6 +298,11 @@ class WorkerTask:
                 end.result.CopyFrom(self._result)
         elif self.cancel_requested and isinstance(error, TaskCanceled | asyncio.CancelledError):
             end.status = task_pb2.TASK_STATUS_CANCELED
+        elif isinstance(error, TaskFailed):
+            end.status = task_pb2.TASK_STATUS_FAILED
+            end.error.CopyFrom(error.to_pb())
+            if error.additional_info:
+                end.result.additional_info = error.additional_info
         else:
             end.status = task_pb2.TASK_STATUS_FAILED
             end.error.CopyFrom(
@@ -269,7 +310,7 @@ class WorkerTask:
             )
         await self._update(end)
         # A cancel carried out is the end the caller asked for: it does not propagate.
-        return isinstance(error, TaskCanceled)
+        return isinstance(error, TaskCanceled | TaskFailed)
 
     async def _update(self, request: writer_service_pb2.UpdateTaskRequest) -> None:
         request.task_id = self.task_id

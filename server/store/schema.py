@@ -54,6 +54,8 @@ Index("ix_tasks_scope_order", tasks.c.scope, tasks.c.created_at, tasks.c.task_id
 Index("ix_tasks_request_id", tasks.c.request_id, unique=True)
 Index("ix_tasks_lease_expires_at", tasks.c.lease_expires_at)
 Index("ix_tasks_expire_at", tasks.c.expire_at)
+# The cloud API lists an account's tasks by their last status update.
+Index("ix_tasks_status_order", tasks.c.scope, tasks.c.entity_id, tasks.c.status_changed_at, tasks.c.task_id)
 
 log_entries = Table(
     "log_entries",
@@ -75,6 +77,28 @@ tokens = Table(
     # JSON list of grants: "database" (a whole scope) or "account:1234" (one entity).
     Column("grants", Text, nullable=False),
     Column("secret_hash", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("revoked_at", BigInteger),
+)
+
+# Cloud accounts: the account key (x-api-key) is stored as its SHA-256.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("account_id", String(64), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("api_key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+# A user key of an account (x-api-secret-key), stored as its SHA-256.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("account_id", String(64), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),
     Column("created_at", BigInteger, nullable=False),
     Column("revoked_at", BigInteger),
 )

@@ -224,6 +224,25 @@ def list_tasks(reader: Reader, query: TaskQuery, now: int) -> TaskPage:
     return TaskPage(tasks=merged[: query.limit], has_more=len(merged) > query.limit)
 
 
+_BY_STATUS_CHANGE = (
+    select(*TASK_COLUMNS)
+    .where(
+        tasks.c.scope == bindparam("scope"),
+        tasks.c.entity_id == bindparam("entity_id"),
+        tasks.c.created_at >= bindparam("since"),
+        _alive(),
+    )
+    .order_by(tasks.c.status_changed_at.desc(), tasks.c.task_id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+def by_status_change(reader: Reader, scope: Scope, entity_id: str, since: int, now: int, limit: int) -> list[Task]:
+    """An entity's tasks created since `since`, the most recent status change first."""
+    params = {"scope": scope.value, "entity_id": entity_id, "since": since, "now": now, "limit": limit}
+    return [task_from_row(r) for r in reader.rows(_BY_STATUS_CHANGE, params)]
+
+
 _BY_REQUEST_ID = select(*TASK_COLUMNS).where(tasks.c.request_id == bindparam("request_id"))
 
 

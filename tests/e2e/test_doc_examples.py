@@ -58,9 +58,41 @@ def cli_blocks() -> list[tuple[str, str, str]]:
     return found
 
 
+def cloud_blocks() -> list[tuple[str, str]]:
+    """The cloud API's curl commands, as Redis Cloud's documentation writes them."""
+    found = []
+    for doc in DOCS:
+        for i, block in enumerate(BLOCK.findall(doc.read_text())):
+            if "https://$HOST/tasks" in block:
+                found.append((f"{doc.name}#{i}", block))
+    return found
+
+
 def test_docs_have_examples() -> None:
     assert len(blocks()) >= 6
     assert len(cli_blocks()) >= 2
+    assert len(cloud_blocks()) >= 2
+
+
+@pytest.mark.parametrize(("name", "block"), cloud_blocks(), ids=[n for n, _ in cloud_blocks()])
+def test_cloud_example(docs_stack: Stack, tmp_path: Path, name: str, block: str) -> None:
+    (tmp_path / "data").symlink_to(docs_stack.data_dir)
+    cloud_host = docs_stack.cloud.removeprefix("https://")
+    # What the reader did before: the development account's keys, HOST, the CA, a TASK_ID.
+    setup = f"set -a; . data/dev-account.env; set +a; export HOST={cloud_host}/v1 CURL_CA_BUNDLE=data/tls/ca.pem\n"
+    listed = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", setup + 'curl -sS "https://$HOST/tasks" '
+         '-H "x-api-key: $ACCOUNT_KEY" -H "x-api-secret-key: $SECRET_KEY"'],
+        capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
+    ).stdout  # fmt: skip
+    tasks = json.loads(listed)["tasks"]
+    assert {t["status"] for t in tasks} >= {"received", "processing-in-progress", "processing-completed"}
+    script = setup + f"export TASK_ID={tasks[0]['taskId']}\n" + block.replace("127.0.0.1:8443", cloud_host)
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
+    ).stdout
+    answer = json.loads(out)
+    assert "tasks" in answer or answer["taskId"] == tasks[0]["taskId"], (name, answer)
 
 
 @pytest.mark.parametrize(("name", "kind", "block"), cli_blocks(), ids=[n for n, _, _ in cli_blocks()])

@@ -13,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from tasktrail import sample
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
 from tests.conftest import start_stack, stop_stack
 
@@ -48,7 +49,7 @@ def test_samples_once_and_survives_a_killed_server(tmp_path: Path) -> None:
     stack = start_stack(tmp_path)
     try:
         samples = count_tasks(stack.reader)
-        assert samples == 9
+        assert samples == len(sample.SAMPLES) + len(sample.cloud_samples("1000001"))
         task = stack.writer.CreateTask(
             writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="durable", type="create"),
             timeout=10,

@@ -350,10 +350,16 @@ class TaskResult(_message.Message):
     ADDITIONAL_RESOURCE_ID_FIELD_NUMBER: _builtins.int
     RESOURCE_FIELD_NUMBER: _builtins.int
     RESOURCE_PATH_FIELD_NUMBER: _builtins.int
+    RESOURCE_TITLE_FIELD_NUMBER: _builtins.int
+    ADDITIONAL_INFO_FIELD_NUMBER: _builtins.int
     resource_id: _builtins.str
     additional_resource_id: _builtins.str
     resource_path: _builtins.str
     """The API path of the resource, for links, e.g. /v1/subscriptions/77899."""
+    resource_title: _builtins.str
+    """What a link to the resource is called, e.g. getSubscriptionInformation."""
+    additional_info: _builtins.str
+    """A machine hint beside an error, e.g. cloud-account-does-not-exists."""
     @_builtins.property
     def resource(self) -> _struct_pb2.Struct:
         """A free JSON payload."""
@@ -365,10 +371,12 @@ class TaskResult(_message.Message):
         additional_resource_id: _builtins.str = ...,
         resource: _struct_pb2.Struct | None = ...,
         resource_path: _builtins.str = ...,
+        resource_title: _builtins.str = ...,
+        additional_info: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resource", b"resource"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["additional_resource_id", b"additional_resource_id", "resource", b"resource", "resource_id", b"resource_id", "resource_path", b"resource_path"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["additional_info", b"additional_info", "additional_resource_id", b"additional_resource_id", "resource", b"resource", "resource_id", b"resource_id", "resource_path", b"resource_path", "resource_title", b"resource_title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
