@@ -198,22 +198,32 @@ class Gate:
         refuse: Refusal = refuse_grpc,
         missing: str = "a token is required: metadata authorization: Bearer <token>",
     ) -> None:
+        from tasktrail import users
+
         # No store: the gate is open (a server run without tokens, in tests).
         self.store = store
         self.refuse = refuse
         self.missing = missing
+        self.users = users.VERIFIER
 
     async def admit(self, context: aio.ServicerContext[Any, Any], need: Requirement) -> None:
         """Returns when the call may go on; a refusal aborts the call (it raises).
-        A caller shows a token (`authorization: Bearer …`) or a cloud account's
+        A caller shows a token (`authorization: Bearer …`), a cloud account's
         pair of API keys (`x-api-key`, `x-api-secret-key`), which read that
-        account's tasks only."""
+        account's tasks only, or a user's password (`authorization: Basic …`),
+        which reads CRDB tasks only."""
+        from tasktrail.users import basic_credentials
+
         if self.store is None:
             return
         metadata = context.invocation_metadata()
         token = bearer(metadata)
         api_key, secret_key = api_keys(metadata)
-        if token is not None:
+        basic = basic_credentials(metadata)
+        if basic is not None:
+            principal = await self.users.authenticate(self.store, *basic) if basic[0] else None
+            problem = "the user name or password is wrong"
+        elif token is not None:
             principal = await authenticate(self.store, token)
             problem = "the token is unknown or revoked"
         elif api_key is not None or secret_key is not None:

@@ -187,7 +187,7 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tasktrail import accounts, console, demo, supervisor, tokens
+    from tasktrail import accounts, console, demo, supervisor, tokens, users
 
     parser = argparse.ArgumentParser(prog="tasktrail", description="The task service of a database control plane.")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     supervisor.add_parser(sub, add_server_options)
     tokens.add_parser(sub, _add_database)
     accounts.add_parsers(sub, _add_database)
+    users.add_parser(sub, _add_database)
     console.add_parsers(sub)
     demo.add_parser(sub)
     return parser

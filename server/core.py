@@ -310,6 +310,27 @@ class TaskCore:
                 self._finished.put(task)
         return _visible(task, task_id, access)
 
+    async def keep_result(self, task_id: str, access: Access, keep_us: int) -> Task:
+        """Keep a task readable at least `keep_us` from now: an ended task's expiry
+        moves later, a running task's retention grows. It never shortens either."""
+
+        def extend(conn: Connection) -> Task:
+            now = now_us()
+            task = self._locked(conn, task_id, access, now)
+            if task.completed_at is None:
+                retention = task.retention_us if task.retention_us is not None else self.retention.for_scope(task.scope)
+                if retention is None or retention >= keep_us:
+                    return task
+                return q.save_task(conn, task, dataclasses.replace(task, retention_us=keep_us))
+            if task.expire_at is None or task.expire_at >= now + keep_us:
+                return task
+            return q.save_task(conn, task, dataclasses.replace(task, expire_at=now + keep_us))
+
+        task = await self._write(task_id, extend)
+        if task.status.terminal:
+            self._finished.put(task)
+        return task
+
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         now = now_us()
         read = self.store.snapshot if len(query.ranges) > 1 else self.store.read

@@ -30,6 +30,7 @@ class EdgeConfig:
     rest_port: int = 3000
     grpc_port: int = 50051
     cloud_port: int = 8443
+    crdb_port: int = 9443
     # The HTTPS ports' certificate and key.
     tls_cert: Path = Path("tls/server.pem")
     tls_key: Path = Path("tls/server-key.pem")
@@ -62,6 +63,7 @@ def render(config: EdgeConfig) -> str:
         rest_port=config.rest_port,
         grpc_port=config.grpc_port,
         cloud_port=config.cloud_port,
+        crdb_port=config.crdb_port,
         tls_cert=str(config.tls_cert),
         tls_key=str(config.tls_key),
         admin_port=config.admin_port,

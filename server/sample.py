@@ -71,7 +71,12 @@ class SampleTask:
     error: str = ""
     error_code: str = "internal_error"
     http_status: int = 0
+    error_details: tuple[tuple[str, str, str], ...] = ()
     result: task_pb2.TaskResult | None = None
+    progress: task_pb2.TaskProgress | None = None
+    worker_name: str = ""
+    commit_phase: bool = False
+    result_ttl: int = 0  # seconds; 0: the scope's default
 
 
 def _backup_log() -> list[tuple[str, dict[str, Any]]]:
@@ -162,6 +167,49 @@ def cloud_samples(account_id: str) -> list[SampleTask]:
     ]
 
 
+CRDB_GUID = "1d7741cc-1110-4e2f-bc6c-935292783d24"
+# The ids of the Redis Enterprise documentation's examples.
+CRDB_FINISHED_ID = "e1c49470-ae0b-4df8-885b-9c755dd614d0"
+CRDB_FAILED_ID = "e32924c1-c8a1-4da6-a702-e1604ceab715"
+# Sample CRDB results stay a month, not the API's 500 s, so that they can be tried.
+CRDB_SAMPLE_TTL = 30 * 86_400
+
+
+def _crdb(type: str, status: str, **kw: Any) -> SampleTask:
+    return SampleTask(type, status, scope=task_pb2.SCOPE_CRDB, entity_id=CRDB_GUID, result_ttl=CRDB_SAMPLE_TTL, **kw)
+
+
+def _clusters(worker: str, *steps: tuple[str, str]) -> task_pb2.TaskProgress:
+    return task_pb2.TaskProgress(step=worker, targets=[task_pb2.TargetProgress(name=n, step=s) for n, s in steps])
+
+
+CRDB_SAMPLES: list[SampleTask] = [
+    _crdb(
+        "create_crdb",
+        "completed",
+        task_id=CRDB_FINISHED_ID,
+        worker_name="crdb_worker:1:0",
+        progress=_clusters("done", ("cluster1.local", "done"), ("cluster2.local", "done")),
+        log=[("creating the CRDB on 2 clusters", {}), ("committed on every cluster", {})],
+    ),
+    _crdb(
+        "update_crdb",
+        "failed",
+        task_id=CRDB_FAILED_ID,
+        worker_name="crdb_worker:1:0",
+        error="Error [401]",
+        error_details=(("", "internal_error", "Error [401]"),),
+    ),
+    _crdb(
+        "flush_crdb",
+        "running",
+        worker_name="crdb_worker:1:0",
+        progress=_clusters("flushing", ("cluster1.local", "flushed"), ("cluster2.local", "flushing")),
+        commit_phase=True,
+    ),
+    _crdb("purge_crdb", "pending"),
+]
+
 _STATUS = {
     "running": task_pb2.TASK_STATUS_RUNNING,
     "completed": task_pb2.TASK_STATUS_COMPLETED,
@@ -185,27 +233,31 @@ def write(channel: grpc.Channel, account_id: str | None = None) -> int:
     """Write the samples through the writer API (the channel carries a writer token)."""
     writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
     made: list[str] = []
-    for sample in [*SAMPLES, *(cloud_samples(account_id) if account_id else [])]:
-        created = writer.CreateTask(
-            writer_service_pb2.CreateTaskRequest(
-                task_id=sample.task_id,
-                scope=sample.scope,
-                entity_id=sample.entity_id,
-                type=sample.type,
-                parent_id=made[sample.parent] if sample.parent is not None else "",
-                node_name=sample.node_name,
-                instance_id=sample.instance_id,
-                host_id=sample.host_id,
-            ),
-            timeout=10,
-        ).task
+    for sample in [*SAMPLES, *(cloud_samples(account_id) if account_id else []), *CRDB_SAMPLES]:
+        request = writer_service_pb2.CreateTaskRequest(
+            task_id=sample.task_id,
+            scope=sample.scope,
+            entity_id=sample.entity_id,
+            type=sample.type,
+            parent_id=made[sample.parent] if sample.parent is not None else "",
+            node_name=sample.node_name,
+            instance_id=sample.instance_id,
+            host_id=sample.host_id,
+        )
+        if sample.result_ttl:
+            request.result_ttl.FromSeconds(sample.result_ttl)
+        created = writer.CreateTask(request, timeout=10).task
         made.append(created.task_id)
         if sample.status == "pending":
             continue
-        writer.UpdateTask(
-            writer_service_pb2.UpdateTaskRequest(task_id=created.task_id, status=task_pb2.TASK_STATUS_RUNNING),
-            timeout=10,
-        )
+        started = writer_service_pb2.UpdateTaskRequest(task_id=created.task_id, status=task_pb2.TASK_STATUS_RUNNING)
+        if sample.worker_name:
+            started.worker_name = sample.worker_name
+        if sample.progress is not None:
+            started.progress.CopyFrom(sample.progress)
+        if sample.commit_phase:
+            started.in_commit_phase = True
+        writer.UpdateTask(started, timeout=10)
         if sample.log:
             writer.AppendLogEntries(
                 writer_service_pb2.AppendLogEntriesRequest(task_id=created.task_id, entries=_entries(sample)),
@@ -214,8 +266,11 @@ def write(channel: grpc.Channel, account_id: str | None = None) -> int:
         if sample.status in ("completed", "failed"):
             update = writer_service_pb2.UpdateTaskRequest(task_id=created.task_id, status=_STATUS[sample.status])
             if sample.error:
+                details = [task_pb2.TaskErrorDetail(target=t, code=c, message=m) for t, c, m in sample.error_details]
                 update.error.CopyFrom(
-                    task_pb2.TaskError(code=sample.error_code, message=sample.error, http_status=sample.http_status)
+                    task_pb2.TaskError(
+                        code=sample.error_code, message=sample.error, http_status=sample.http_status, details=details
+                    )
                 )
             if sample.result is not None:
                 update.result.CopyFrom(sample.result)

@@ -21,9 +21,11 @@ from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.config import ServerSettings
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
 from tasktrail.core import TaskCore
-from tasktrail.dialects import cloud, controlplane
+from tasktrail.crdb.v1 import crdb_pb2, crdb_pb2_grpc
+from tasktrail.dialects import cloud, controlplane, crdb
 from tasktrail.dialects.cloud import CloudTaskService
 from tasktrail.dialects.controlplane import ControlPlaneTaskService
+from tasktrail.dialects.crdb import CrdbTaskService
 from tasktrail.events import ChangeFeed
 from tasktrail.follow import LogHub
 from tasktrail.native import TaskService, TaskWriterService
@@ -38,6 +40,7 @@ SERVICE_NAMES = (
     writer_service_pb2.DESCRIPTOR.services_by_name["TaskWriterService"].full_name,
     controlplane_pb2.DESCRIPTOR.services_by_name["ControlPlaneTaskService"].full_name,
     cloud_pb2.DESCRIPTOR.services_by_name["CloudTaskService"].full_name,
+    crdb_pb2.DESCRIPTOR.services_by_name["CrdbTaskService"].full_name,
 )
 
 # Followers may hold many streams: gRPC's default pending-request limits (1,000 soft,
@@ -114,6 +117,9 @@ async def start(settings: ServerSettings) -> Running:
         else auth.OPEN
     )
     cloud_pb2_grpc.add_CloudTaskServiceServicer_to_server(CloudTaskService(core, cloud_gate, settings.cloud), server)
+    # The enterprise API always needs a user's password (a token works too, over gRPC).
+    crdb_gate = auth.Gate(store, crdb.refuse, "credentials are required: basic auth") if settings.auth else auth.OPEN
+    crdb_pb2_grpc.add_CrdbTaskServiceServicer_to_server(CrdbTaskService(core, crdb_gate), server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tasktrail import accounts, edge, migrate, sample, tls, tokens
+from tasktrail import accounts, edge, migrate, sample, tls, tokens, users
 from tasktrail.config import env, env_int
 
 log = logging.getLogger("tasktrail.up")
@@ -39,6 +39,9 @@ def add_parser(
     p.add_argument("--rest-port", type=int, default=env_int("REST_PORT", 3000), help="control-plane REST API")
     p.add_argument("--grpc-port", type=int, default=env_int("GRPC_PORT", 50051), help="native gRPC (every service)")
     p.add_argument("--cloud-port", type=int, default=env_int("CLOUD_PORT", 8443), help="cloud REST API (HTTPS)")
+    p.add_argument(
+        "--crdb-port", type=int, default=env_int("CRDB_PORT", 9443), help="enterprise REST API (HTTPS, basic auth)"
+    )
     p.add_argument("--tls-cert", type=Path, default=None, help="the HTTPS ports' certificate (default: a local CA's)")
     p.add_argument("--tls-key", type=Path, default=None, help="its private key")
     p.add_argument("--admin-port", type=int, default=env_int("ADMIN_PORT", 9901), help="Envoy's admin interface")
@@ -137,6 +140,7 @@ def banner(
     token: str,
     certificate: tls.ServerCertificate,
     account: accounts.DevAccount,
+    user: tuple[str, str],
 ) -> str:
     rest = f"http://{args.host}:{args.rest_port}"
     db = "example"
@@ -148,6 +152,7 @@ def banner(
         f"  REST, control-plane API   {rest}" + ("  (needs a token)" if args.controlplane_auth else ""),
         f"  gRPC, every service       {args.host}:{args.grpc_port}",
         f"  REST, cloud API (HTTPS)   https://{args.host}:{args.cloud_port}/v1",
+        f"  REST, enterprise (HTTPS)  https://{args.host}:{args.crdb_port}/v1/crdb_tasks",
         f"  Envoy admin               http://{args.host}:{args.admin_port}",
         f"  store                     {url}",
         f"  logs                      {data_dir / 'logs'}",
@@ -155,6 +160,8 @@ def banner(
         f"  development token         {token}",
         f"                            (a writer of every scope; kept in {data_dir / 'dev-token'})",
         f"  development cloud account {account.account_id}: its keys are in {account.path}",
+        f"  development user          {user[0]}:{user[1]}",
+        f"                            (basic auth on the enterprise API; kept in {data_dir / users.DEV_USER_FILE})",
         "",
         "Try:",
         f"  curl{auth} {rest}/v1/databases/{db}/tasks",
@@ -178,6 +185,10 @@ def banner(
         '  curl -s -X GET "https://$HOST/tasks" -H "accept: application/json" '
         '-H "x-api-key: $ACCOUNT_KEY" -H "x-api-secret-key: $SECRET_KEY"',
         "",
+        f"  curl -k -u '{user[0]}:{user[1]}' https://{args.host}:{args.crdb_port}/v1/crdb_tasks",
+        f"  curl -k -u '{user[0]}:{user[1]}' "
+        f"'https://{args.host}:{args.crdb_port}/v1/crdb_tasks/{sample.CRDB_FINISHED_ID}?verbose=true'",
+        "",
         "Press Ctrl-C to stop.",
         "",
     ]
@@ -191,6 +202,7 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
     log.info("schema at revision %s", revision)
     token = tokens.ensure_dev_token(url, data_dir)
     account = accounts.ensure_dev_account(url, data_dir)
+    user = users.ensure_dev_user(url, data_dir)
 
     stopping = False
 
@@ -224,6 +236,7 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
                 rest_port=args.rest_port,
                 grpc_port=args.grpc_port,
                 cloud_port=args.cloud_port,
+                crdb_port=args.crdb_port,
                 tls_cert=certificate.cert,
                 tls_key=certificate.key,
                 admin_port=args.admin_port,
@@ -245,13 +258,14 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
             wrote = sample.write_if_empty(f"{args.host}:{args.grpc_port}", token, account.account_id)
             if wrote:
                 log.info(
-                    "wrote %d sample tasks (database %s, host %s, cloud account %s)",
+                    "wrote %d sample tasks (database %s, host %s, cloud account %s, crdb %s)",
                     wrote,
                     sample.DATABASE_ID,
                     sample.HOST_ID,
                     account.account_id,
+                    sample.CRDB_GUID,
                 )
-        print(banner(args, url, data_dir, token, certificate, account), flush=True)
+        print(banner(args, url, data_dir, token, certificate, account, user), flush=True)
         supervise(children, lambda: stopping)
     except (RuntimeError, TimeoutError, OSError) as exc:
         log.error("%s", exc)

@@ -56,6 +56,8 @@ class Stack:
     token: str
     # https://127.0.0.1:<port>, the cloud API; its certificate is signed by `ca`.
     cloud: str = ""
+    # https://127.0.0.1:<port>, the enterprise API.
+    crdb: str = ""
 
     @property
     def ca(self) -> Path:
@@ -82,7 +84,7 @@ class Stack:
 
 def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, str] | None = None) -> Stack:
     rest, grpc_port, admin = free_port(), free_port(), free_port()
-    server_port, cloud_port = free_port(), free_port()
+    server_port, cloud_port, crdb_port = free_port(), free_port(), free_port()
     argv = [
         sys.executable, "-m", "tasktrail", "up",
         "--data-dir", str(data_dir),
@@ -90,6 +92,7 @@ def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, s
         "--grpc-port", str(grpc_port),
         "--admin-port", str(admin),
         "--cloud-port", str(cloud_port),
+        "--crdb-port", str(crdb_port),
         "--server-port", str(server_port),
         "--replicas", str(replicas),
         "--shutdown-grace", "2",
@@ -118,6 +121,7 @@ def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, s
         channel,
         token,
         cloud=f"https://127.0.0.1:{cloud_port}",
+        crdb=f"https://127.0.0.1:{crdb_port}",
     )
 
 

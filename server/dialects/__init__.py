@@ -12,12 +12,18 @@ reaches Envoy whatever the outcome.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from grpc import aio
+
+from tasktrail import errors
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 HTTP_STATUS_HEADER = "x-http-status"
 HTTP_BODY_HEADER = "x-http-body"
@@ -68,3 +74,25 @@ def http_metadata(error: HttpError) -> tuple[tuple[str, str], ...]:
 async def abort_http(context: aio.ServicerContext[Any, Any], error: HttpError) -> NoReturn:
     await context.abort(grpc_code(error.status), error.message, trailing_metadata=http_metadata(error))
     raise AssertionError("abort returns only by raising")
+
+
+async def answer(
+    context: aio.ServicerContext[Any, Any],
+    call: Awaitable[T],
+    translate: Callable[[errors.CoreError], HttpError],
+    internal: HttpError,
+) -> T:
+    """Runs a dialect's handler; every failure leaves as the dialect's own HTTP
+    answer: its HttpErrors as they are, core errors translated, anything else
+    logged and answered as `internal`."""
+    try:
+        return await call
+    except HttpError as exc:
+        await abort_http(context, exc)
+    except errors.CoreError as exc:
+        await abort_http(context, translate(exc))
+    except aio.AbortError:
+        raise
+    except Exception:
+        log.exception("a dialect request failed")
+        await abort_http(context, internal)

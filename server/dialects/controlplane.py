@@ -22,7 +22,7 @@ from tasktrail import auth, errors
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
 from tasktrail.core import EVERYTHING, TaskCore, valid_identifier
-from tasktrail.dialects import HttpError, abort_http, tails
+from tasktrail.dialects import HttpError, abort_http, answer, tails
 from tasktrail.dialects.goa import Validation, designed
 from tasktrail.follow import Broken, LogHub
 from tasktrail.ids import go_uuid_parse
@@ -107,21 +107,15 @@ def endpoint(
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Ctx) -> Resp:
         await self.gate.admit(context, auth.Requirement.READER)
-        try:
-            return await fn(self, request, context)
-        except HttpError as exc:
-            await abort_http(context, exc)
-        except errors.NotFound:
-            await abort_http(context, designed("not_found", NOT_FOUND_MESSAGE))
-        except errors.CoreError as exc:
-            await abort_http(context, designed("invalid_input", exc.message))
-        except aio.AbortError:
-            raise
-        except Exception:
-            log.exception("control-plane request failed")
-            await abort_http(context, designed("server_error", "internal error"))
+        return await answer(context, fn(self, request, context), _translate, designed("server_error", "internal error"))
 
     return wrapper
+
+
+def _translate(exc: errors.CoreError) -> HttpError:
+    if isinstance(exc, errors.NotFound):
+        return designed("not_found", NOT_FOUND_MESSAGE)
+    return designed("invalid_input", exc.message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +333,8 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         await self.gate.admit(context, auth.Requirement.READER)
         fmt, last_event_id = tails.choose(context.invocation_metadata())
         name = "database_id" if scope is Scope.DATABASE else "host_id"
-        try:
+
+        async def open_task() -> tuple[Task, str | None]:
             v = Validation()
             self._entity(v, name, entity)
             task_id = v.uuid("task_id", task_id_text)
@@ -352,13 +347,10 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
             v.check()
             self._check_identifier(name, entity)
             assert task_id is not None
-            task = await self.hub.open(task_id, self._access().within(scope, entity))
-        except HttpError as exc:
-            await abort_http(context, exc)
-        except errors.NotFound:
-            await abort_http(context, designed("not_found", NOT_FOUND_MESSAGE))
-        except errors.CoreError as exc:
-            await abort_http(context, designed("invalid_input", exc.message))
+            return await self.hub.open(task_id, self._access().within(scope, entity)), after
+
+        internal = designed("server_error", "internal error")
+        task, after = await answer(context, open_task(), _translate, internal)
         chunks = tails.stream(
             self.hub.follow(task, after),
             tails.Writer(fmt),

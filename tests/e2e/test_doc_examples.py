@@ -21,13 +21,19 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```sh\n(.*?)```", re.S)
 
 
-def blocks() -> list[tuple[str, str]]:
+def blocks_with(marker: str) -> list[tuple[str, str]]:
+    """The docs' sh blocks that hold `marker`, named <doc>#<index>."""
     found = []
     for doc in DOCS:
         for i, block in enumerate(BLOCK.findall(doc.read_text())):
-            if "curl" in block and "localhost:3000" in block:
+            if marker in block:
                 found.append((f"{doc.name}#{i}", block))
     return found
+
+
+def blocks() -> list[tuple[str, str]]:
+    """The control-plane API's curl commands."""
+    return [(name, block) for name, block in blocks_with("localhost:3000") if "curl" in block]
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +66,39 @@ def cli_blocks() -> list[tuple[str, str, str]]:
 
 def cloud_blocks() -> list[tuple[str, str]]:
     """The cloud API's curl commands, as Redis Cloud's documentation writes them."""
-    found = []
-    for doc in DOCS:
-        for i, block in enumerate(BLOCK.findall(doc.read_text())):
-            if "https://$HOST/tasks" in block:
-                found.append((f"{doc.name}#{i}", block))
-    return found
+    return blocks_with("https://$HOST/tasks")
+
+
+def crdb_blocks() -> list[tuple[str, str]]:
+    """The enterprise API's curl commands (`curl -k -u …`)."""
+    return blocks_with("localhost:9443")
 
 
 def test_docs_have_examples() -> None:
     assert len(blocks()) >= 6
     assert len(cli_blocks()) >= 2
     assert len(cloud_blocks()) >= 2
+    assert len(crdb_blocks()) >= 1
+
+
+@pytest.mark.parametrize(("name", "block"), crdb_blocks(), ids=[n for n, _ in crdb_blocks()])
+def test_crdb_example(docs_stack: Stack, tmp_path: Path, name: str, block: str) -> None:
+    (tmp_path / "data").symlink_to(docs_stack.data_dir)
+    for line in (x for x in block.splitlines() if x.startswith("curl ")):
+        script = line.replace("https://localhost:9443", docs_stack.crdb).replace(
+            "curl ", "curl -sS -w '\\n%{http_code}' ", 1
+        )
+        out = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            cwd=tmp_path,
+        ).stdout
+        body, _, code = out.rpartition("\n")
+        assert code == "200", (name, line, out)
+        assert json.loads(body) is not None
 
 
 @pytest.mark.parametrize(("name", "block"), cloud_blocks(), ids=[n for n, _ in cloud_blocks()])

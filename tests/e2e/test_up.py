@@ -49,7 +49,7 @@ def test_samples_once_and_survives_a_killed_server(tmp_path: Path) -> None:
     stack = start_stack(tmp_path)
     try:
         samples = count_tasks(stack.reader)
-        assert samples == len(sample.SAMPLES) + len(sample.cloud_samples("1000001"))
+        assert samples == len(sample.SAMPLES) + len(sample.cloud_samples("1000001")) + len(sample.CRDB_SAMPLES)
         task = stack.writer.CreateTask(
             writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="durable", type="create"),
             timeout=10,
