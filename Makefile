@@ -12,12 +12,14 @@ BUF_VERSION := 1.75.0
 PROTOS := $(shell find proto -name '*.proto' | sort)
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+# The PostgreSQL the second test run uses (every test makes its own database there).
+PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help venv run test unit e2e lint gen gen-check typecheck fmt bench clean
+.PHONY: help venv run test test-sqlite test-postgres postgres unit e2e lint gen gen-check typecheck fmt bench clean
 
 help:
 	@echo "make run        serve tasktrail (REST :3000, gRPC :50051) on ./data (SQLite)"
-	@echo "make test       lint, check gen/ is fresh, run every test"
+	@echo "make test       lint, check gen/ is fresh, run every test on SQLite, then on PostgreSQL with 3 replicas"
 	@echo "make lint       buf lint, ruff, mypy --strict"
 	@echo "make gen        regenerate gen/ from proto/"
 	@echo "make bench      run the benchmarks in bench/"
@@ -35,8 +37,22 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(PY) -m tasktrail up $(RUN_ARGS)
 
-test: lint gen-check
+# Both runs must run: an unreachable PostgreSQL fails the second, never skips it.
+test: lint gen-check test-sqlite test-postgres
+
+test-sqlite: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(STAMP) postgres
+	TASKTRAIL_TEST_DATABASE=$(PG_TEST_URL) TASKTRAIL_TEST_REPLICAS=3 $(PY) -m pytest $(PYTEST_ARGS)
+
+# The machine's PostgreSQL, started if it is down (Debian's cluster tools).
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || { \
+	  echo "PostgreSQL is down: starting it"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; \
+	  for i in $$(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done; \
+	  pg_isready -h 127.0.0.1 -p 5432; }
 
 unit: $(STAMP)
 	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)

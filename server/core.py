@@ -121,6 +121,10 @@ def valid_identifier(value: str) -> bool:
     return IDENTIFIER.fullmatch(value) is not None and "--" not in value
 
 
+# The advisory lock the retention sweep holds on PostgreSQL ("tt-sweep").
+SWEEP_LOCK = 0x74742D7377656570
+
+
 class TaskCore:
     def __init__(
         self,
@@ -141,7 +145,7 @@ class TaskCore:
     async def _write(self, task_id: str, fn: Callable[[Connection], T]) -> T:
         """A write transaction on one task; waiters on it hear of it once it committed."""
         try:
-            return await self.store.write(fn)
+            return await self.store.write(fn, changed=task_id)
         finally:
             self.feed.notify(task_id)
 
@@ -473,7 +477,12 @@ class TaskCore:
         expired = await self.store.read(lambda r: q.expired_tasks(r, now, batch))
         if not expired:
             return 0
-        return await self.store.write(lambda conn: q.delete_tasks(conn, expired, now))
+
+        def delete(conn: Connection) -> int:
+            # One sweeper at a time: another replica sweeping already does this work.
+            return q.delete_tasks(conn, expired, now) if q.try_exclusive(conn, SWEEP_LOCK) else 0
+
+        return await self.store.write(delete)
 
     # -- helpers ---------------------------------------------------------------
 

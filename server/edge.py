@@ -3,6 +3,7 @@ rendered from the template in envoy/."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import string
 from collections.abc import Sequence
@@ -46,6 +47,10 @@ def render(config: EdgeConfig) -> str:
         if not needed.exists():
             raise FileNotFoundError(f"{needed} is missing: tasktrail's edge runs from a source checkout")
 
+    def cluster_type(backends: Sequence[tuple[str, int]]) -> str:
+        # Addresses as they are; host names resolved, and followed as DNS changes.
+        return "STATIC" if all(_is_ip(h) for h, _ in backends) else "STRICT_DNS"
+
     def endpoints(backends: Sequence[tuple[str, int]]) -> str:
         return json.dumps(
             [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in backends]
@@ -71,10 +76,20 @@ def render(config: EdgeConfig) -> str:
         stream_idle_timeout=f"{config.stream_idle_timeout}s",
         endpoints=endpoints(config.backends),
         write_endpoints=endpoints(config.write_backends or config.backends),
+        cluster_type=cluster_type(config.backends),
+        write_cluster_type=cluster_type(config.write_backends or config.backends),
         descriptor=str(DESCRIPTOR),
         lua_errors=str(ENVOY_DIR / "errors.lua"),
         access_log=access_log,
     )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def envoy_command(config_path: Path, concurrency: int = 1) -> list[str]:

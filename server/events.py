@@ -1,25 +1,40 @@
 """Change notification: tells waiters that a task changed.
 
 A write made in this process notifies at once. A write made by another
-process (several servers on one SQLite file, or replicas on PostgreSQL) is
-seen by a poll of the watched tasks' versions: on SQLite only when
-`PRAGMA data_version` says another connection committed. The store stays the
-truth; a notification only says "look again".
+process is seen
+- on PostgreSQL, through LISTEN: every write transaction NOTIFYs the task it
+  changed, at commit; a slow poll of the watched tasks' versions backs it up
+  (and covers the moments the listening connection is being re-made);
+- on SQLite (several servers on one file), by a poll of the watched tasks'
+  versions, made only when `PRAGMA data_version` says another connection
+  committed.
+The store stays the truth; a notification only says "look again".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Iterator
 
+import asyncpg
+
 from tasktrail.store import Store
 from tasktrail.store import tasks as q
-from tasktrail.store.engine import SqliteStore
+from tasktrail.store.engine import CHANGES_CHANNEL, PostgresStore, SqliteStore
 
 log = logging.getLogger(__name__)
+
+
+# With LISTEN doing the work, the versions poll only backs it up.
+BACKUP_POLL_INTERVAL = 1.0
+
+
+def _on_lost(lost: asyncio.Event, _conn: object) -> None:
+    lost.set()
 
 
 class ChangeFeed:
@@ -30,6 +45,7 @@ class ChangeFeed:
         self._versions: dict[str, int] = {}
         self._data_version: int | None = None
         self._probe: sqlite3.Connection | None = None
+        self._listener: asyncpg.Connection | None = None
 
     def notify(self, task_id: str) -> None:
         for event in self._waiters.get(task_id, ()):
@@ -59,9 +75,15 @@ class ChangeFeed:
         return True
 
     async def run(self) -> None:
-        """Poll for changes made by other processes, for as long as the server runs."""
+        """Hear of changes made by other processes, for as long as the server runs."""
+        if isinstance(self.store, PostgresStore):
+            await asyncio.gather(self._listen(self.store), self._poll_loop(BACKUP_POLL_INTERVAL))
+        else:
+            await self._poll_loop(self.interval)
+
+    async def _poll_loop(self, interval: float) -> None:
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(interval)
             if not self._waiters:
                 continue
             try:
@@ -69,6 +91,35 @@ class ChangeFeed:
                     await self._poll()
             except Exception:
                 log.exception("change poll failed")
+
+    async def _listen(self, store: PostgresStore) -> None:
+        """LISTEN on a connection of its own; made again when it breaks, and
+        then every waiter looks again (a NOTIFY may have been missed)."""
+        while True:
+            lost = asyncio.Event()
+            try:
+                conn = await asyncpg.connect(store.dsn())
+                conn.add_termination_listener(functools.partial(_on_lost, lost))
+                await conn.add_listener(CHANGES_CHANNEL, self._heard)
+                self._listener = conn
+                self._notify_all()
+                await lost.wait()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            finally:
+                if self._listener is not None:
+                    with contextlib.suppress(Exception):
+                        await self._listener.close()
+                    self._listener = None
+            self._notify_all()
+            await asyncio.sleep(1.0)
+
+    def _heard(self, _conn: object, _pid: int, _channel: str, task_id: object) -> None:
+        self.notify(str(task_id))
+
+    def _notify_all(self) -> None:
+        for task_id in list(self._waiters):
+            self.notify(task_id)
 
     async def _others_committed(self) -> bool:
         if not isinstance(self.store, SqliteStore):

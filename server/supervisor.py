@@ -48,6 +48,15 @@ def add_parser(
     p.add_argument("--server-port", type=int, default=env_int("SERVER_PORT", 50061), help="first server process port")
     p.add_argument("--replicas", type=int, default=env_int("REPLICAS", 1), help="server processes")
     p.add_argument(
+        "--backend",
+        action="append",
+        type=_host_port,
+        default=[],
+        metavar="HOST:PORT",
+        help="a server (`tasktrail serve`) on another host; repeat for each. Then this machine runs Envoy "
+        "alone, in front of them, and no server of its own",
+    )
+    p.add_argument(
         "--write-lane",
         action="store_true",
         default=env("WRITE_LANE", "") not in ("", "0", "false"),
@@ -62,6 +71,13 @@ def add_parser(
         default=float(env("ENVOY_IDLE_TIMEOUT", "300")),
         help="Envoy closes a stream idle this long (s); log follows send heartbeats inside it",
     )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
 
 
 @dataclass
@@ -101,12 +117,13 @@ class Child:
             self.proc.wait()
 
 
-def wait_healthy(target: str, child: Child, timeout: float = 30.0) -> None:
+def wait_healthy(target: str, child: Child | None, timeout: float = 30.0) -> None:
+    """Until the server at `target` answers SERVING (`child`: the process we started there)."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            if not child.alive():
+            if child is not None and not child.alive():
                 raise RuntimeError(f"{child.name} exited early; see {child.log_path}")
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
@@ -115,7 +132,8 @@ def wait_healthy(target: str, child: Child, timeout: float = 30.0) -> None:
             except grpc.RpcError:
                 pass
             time.sleep(0.1)
-    raise TimeoutError(f"{child.name} did not become healthy within {timeout:.0f} s; see {child.log_path}")
+    where = f"; see {child.log_path}" if child is not None else ""
+    raise TimeoutError(f"{child.name if child else target} did not become healthy within {timeout:.0f} s{where}")
 
 
 def wait_envoy_ready(admin: str, child: Child, timeout: float = 30.0) -> None:
@@ -214,12 +232,14 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     servers: list[Child] = []
-    for i in range(args.replicas):
+    remote: list[tuple[str, int]] = args.backend
+    backends = remote or [(args.host, args.server_port + i) for i in range(args.replicas)]
+    for i in range(0 if remote else args.replicas):
         port = args.server_port + i
         argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
         servers.append(Child(f"server-{i}", argv, data_dir / "logs" / f"server-{i}.log"))
     writers: list[tuple[str, int]] = []
-    if args.write_lane:
+    if args.write_lane and not remote:
         port = args.server_port + args.replicas
         argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
         servers.append(Child("writer", argv, data_dir / "logs" / "writer.log"))
@@ -230,7 +250,7 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
     config_path.write_text(
         edge.render(
             edge.EdgeConfig(
-                backends=[(args.host, args.server_port + i) for i in range(args.replicas)],
+                backends=backends,
                 write_backends=writers,
                 host=args.host,
                 rest_port=args.rest_port,
@@ -252,6 +272,8 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
             child.start()
         for i, child in enumerate(servers):
             wait_healthy(f"{args.host}:{args.server_port + i}", child)  # the write lane's port follows the replicas
+        for host, port in remote:
+            wait_healthy(f"{host}:{port}", None)
         envoy.start()
         wait_envoy_ready(f"{args.host}:{args.admin_port}", envoy)
         if args.sample:

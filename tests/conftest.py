@@ -1,5 +1,6 @@
-"""Shared fixtures: a real SQLite store for core tests, and the real stack
-(`tasktrail up`: server processes and Envoy) for end-to-end tests."""
+"""Shared fixtures: a real store for core tests, and the real stack (`tasktrail
+up`: server processes and Envoy) for end-to-end tests; on SQLite, or on
+PostgreSQL when TASKTRAIL_TEST_DATABASE names one (tests/databases.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import pytest
 from tasktrail import migrate
 from tasktrail.sample import WithToken
 from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
+from tests import databases
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,11 +33,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    where = databases.TEST_DATABASE if databases.ON_POSTGRES else "SQLite (a file per store)"
+    return f"tasktrail: database {where}, {databases.REPLICAS} replica(s) a stack"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A run asked for PostgreSQL must run on it: an unreachable server fails it, never skips it.
+    databases.check_server()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = "postgres" if databases.ON_POSTGRES else "sqlite"
+    for item in items:
+        only = item.get_closest_marker("only")
+        if only is not None and here not in only.args:
+            item.add_marker(pytest.mark.skip(reason=f"runs on {', '.join(only.args)} only"))
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'tasktrail.db'}"
+def database_url(tmp_path: Path) -> Iterator[str]:
+    url = databases.fresh_url(tmp_path)
     migrate.migrate(url)
-    return url
+    yield url
+    databases.drop(url)
 
 
 @pytest.fixture
@@ -58,20 +79,31 @@ class Stack:
     cloud: str = ""
     # https://127.0.0.1:<port>, the enterprise API.
     crdb: str = ""
+    database_url: str = ""
+    owns_database: bool = True
+    # The server processes' own ports (Envoy balances over them).
+    server_ports: tuple[int, ...] = ()
 
     @property
     def ca(self) -> Path:
         return self.data_dir / "tls" / "ca.pem"
 
-    def tasktrail(self, *argv: str) -> str:
+    def tasktrail(self, *argv: str, stdin: str | None = None) -> str:
         """Runs the CLI against the stack's store; its output."""
         done = subprocess.run(
-            [sys.executable, "-m", "tasktrail", *argv, "--data-dir", str(self.data_dir)],
+            [sys.executable, "-m", "tasktrail", *argv, *self.store_args],
+            input=stdin,
             check=True,
             capture_output=True,
             text=True,
+            timeout=60,
         )
         return done.stdout
+
+    @property
+    def store_args(self) -> tuple[str, ...]:
+        """The CLI's flags that name the stack's store."""
+        return ("--data-dir", str(self.data_dir), "--database-url", self.database_url)
 
     @property
     def writer(self) -> writer_service_pb2_grpc.TaskWriterServiceStub:
@@ -82,12 +114,39 @@ class Stack:
         return task_service_pb2_grpc.TaskServiceStub(self.channel)
 
 
-def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, str] | None = None) -> Stack:
+def free_ports(n: int) -> int:
+    """The first of n consecutive free ports."""
+    while True:
+        first = free_port()
+        if first + n < 65536 and all(_free(first + i) for i in range(1, n + 1)):
+            return first
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def start_stack(
+    data_dir: Path,
+    *extra: str,
+    replicas: int | None = None,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+) -> Stack:
+    """`tasktrail up` on free ports and a fresh store; replicas as the test run's setting says."""
+    replicas = databases.REPLICAS if replicas is None else replicas
+    url = database_url or databases.fresh_url(data_dir)
     rest, grpc_port, admin = free_port(), free_port(), free_port()
-    server_port, cloud_port, crdb_port = free_port(), free_port(), free_port()
+    server_port, cloud_port, crdb_port = free_ports(replicas + 1), free_port(), free_port()
     argv = [
         sys.executable, "-m", "tasktrail", "up",
         "--data-dir", str(data_dir),
+        "--database-url", url,
         "--rest-port", str(rest),
         "--grpc-port", str(grpc_port),
         "--admin-port", str(admin),
@@ -122,6 +181,9 @@ def start_stack(data_dir: Path, *extra: str, replicas: int = 1, env: dict[str, s
         token,
         cloud=f"https://127.0.0.1:{cloud_port}",
         crdb=f"https://127.0.0.1:{crdb_port}",
+        database_url=url,
+        owns_database=database_url is None,
+        server_ports=tuple(server_port + i for i in range(replicas)),
     )
 
 
@@ -134,6 +196,8 @@ def stop_stack(stack: Stack) -> None:
         except subprocess.TimeoutExpired:
             stack.proc.kill()
             stack.proc.wait()
+    if stack.owns_database:
+        databases.drop(stack.database_url)
 
 
 @pytest.fixture(scope="session")

@@ -1,9 +1,14 @@
-"""Live log tails on an in-process server: the follow contract as a property.
+"""Live log tails on in-process servers: the follow contract as a property.
 
 Concurrent writers append while followers connect, disconnect at random points
 and resume with their last entry id, some of them slow enough to fall behind
 the feed's buffer; every follower ends with exactly the store's sequence:
-nothing missing, nothing twice, nothing out of order, and the end frame."""
+nothing missing, nothing twice, nothing out of order, and the end frame.
+
+With several replicas (servers on one store, each with its own connections,
+change feed and log hub, as separate processes have), writers append through
+one replica while followers follow, and resume, on others: on PostgreSQL what
+wakes them is LISTEN/NOTIFY, on SQLite the file's change counter."""
 
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from tasktrail import migrate, server
 from tasktrail.config import ServerSettings
 from tasktrail.follow import FollowSettings
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
+from tests import databases
 
 EOF = aio.EOF  # type: ignore[attr-defined]  # the stubs miss it
 
@@ -38,15 +44,17 @@ async def all_entries(reader: task_service_pb2_grpc.TaskServiceAsyncStub, task_i
 
 
 async def follower(
-    reader: task_service_pb2_grpc.TaskServiceAsyncStub, task_id: str, cuts: list[int], slow: bool, seed: int
+    readers: list[task_service_pb2_grpc.TaskServiceAsyncStub], task_id: str, cuts: list[int], slow: bool, seed: int
 ) -> tuple[list[str], int, int]:
     """Follows until the end frame, dropping the connection after each count in `cuts`
-    entries and resuming after the last entry it got. Returns (ids, end status, resumes)."""
+    entries and resuming, on any replica, after the last entry it got. Returns
+    (ids, end status, resumes)."""
     rng = random.Random(seed)
     got: list[str] = []
     resumes = 0
     cuts = list(cuts)
     while True:
+        reader = readers[(seed + resumes) % len(readers)]
         call = reader.FollowTaskLog(
             task_service_pb2.FollowTaskLogRequest(task_id=task_id, after_entry_id=got[-1] if got else "")
         )
@@ -69,61 +77,69 @@ async def follower(
         resumes += 1
 
 
-async def scenario(writers: int, batches: list[int], followers: int, cuts: list[list[int]], late: int) -> None:
+async def scenario(
+    writers: int, batches: list[int], followers: int, cuts: list[list[int]], late: int, replicas: int = 1
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'tasktrail.db'}"
-        migrate.migrate(url)
-        running = await server.start(
-            ServerSettings(
-                database_url=url,
-                port=0,
-                auth=False,
-                follow=FollowSettings(heartbeat=0.2, buffer=16, batch=7),  # small: every path is taken
-                change_poll_interval=0.01,
+        url = databases.fresh_url(Path(tmp))
+        await asyncio.to_thread(migrate.migrate, url)  # it runs a loop of its own on PostgreSQL
+        running = [
+            await server.start(
+                ServerSettings(
+                    database_url=url,
+                    port=0,
+                    auth=False,
+                    follow=FollowSettings(heartbeat=0.2, buffer=16, batch=7),  # small: every path is taken
+                    change_poll_interval=0.01,
+                )
             )
-        )
+            for _ in range(replicas)
+        ]
+        channels = [aio.insecure_channel(f"127.0.0.1:{r.port}") for r in running]
         try:
-            async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-                writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
-                reader = task_service_pb2_grpc.TaskServiceStub(channel)
-                task = (
-                    await writer.CreateTask(
-                        writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="f", type="t")
+            # Writes go through the first replica; followers start on the others (all, with one).
+            writer = writer_service_pb2_grpc.TaskWriterServiceStub(channels[0])
+            readers = [task_service_pb2_grpc.TaskServiceStub(c) for c in channels[1:] or channels]
+            task = (
+                await writer.CreateTask(
+                    writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="f", type="t")
+                )
+            ).task
+            await writer.UpdateTask(
+                writer_service_pb2.UpdateTaskRequest(task_id=task.task_id, status=task_pb2.TASK_STATUS_RUNNING)
+            )
+
+            async def write(w: int) -> None:
+                rng = random.Random(w)
+                for n, size in enumerate(batches):
+                    entries = [task_pb2.LogEntry(message=f"w{w} b{n} e{i}") for i in range(size)]
+                    await writer.AppendLogEntries(
+                        writer_service_pb2.AppendLogEntriesRequest(task_id=task.task_id, entries=entries)
                     )
-                ).task
-                await writer.UpdateTask(
-                    writer_service_pb2.UpdateTaskRequest(task_id=task.task_id, status=task_pb2.TASK_STATUS_RUNNING)
-                )
+                    await asyncio.sleep(rng.uniform(0, 0.01))
 
-                async def write(w: int) -> None:
-                    rng = random.Random(w)
-                    for n, size in enumerate(batches):
-                        entries = [task_pb2.LogEntry(message=f"w{w} b{n} e{i}") for i in range(size)]
-                        await writer.AppendLogEntries(
-                            writer_service_pb2.AppendLogEntriesRequest(task_id=task.task_id, entries=entries)
-                        )
-                        await asyncio.sleep(rng.uniform(0, 0.01))
-
-                following = [
-                    asyncio.create_task(follower(reader, task.task_id, cuts[i % len(cuts)], i % 3 == 0, i))
-                    for i in range(followers)
-                ]
-                await asyncio.gather(*(write(w) for w in range(writers)))
-                # Some followers join only now, from the start of a long log.
-                following += [
-                    asyncio.create_task(follower(reader, task.task_id, [], False, 100 + i)) for i in range(late)
-                ]
-                await writer.UpdateTask(
-                    writer_service_pb2.UpdateTaskRequest(task_id=task.task_id, status=task_pb2.TASK_STATUS_COMPLETED)
-                )
-                results = await asyncio.wait_for(asyncio.gather(*following), 30)
-                truth = await all_entries(reader, task.task_id)
-                assert len(truth) == writers * sum(batches)
-                for got, status, _resumes in results:
-                    assert got == truth  # nothing missing, nothing twice, nothing out of order
-                    assert status == task_pb2.TASK_STATUS_COMPLETED
+            following = [
+                asyncio.create_task(follower(readers, task.task_id, cuts[i % len(cuts)], i % 3 == 0, i))
+                for i in range(followers)
+            ]
+            await asyncio.gather(*(write(w) for w in range(writers)))
+            # Some followers join only now, from the start of a long log.
+            following += [asyncio.create_task(follower(readers, task.task_id, [], False, 100 + i)) for i in range(late)]
+            await writer.UpdateTask(
+                writer_service_pb2.UpdateTaskRequest(task_id=task.task_id, status=task_pb2.TASK_STATUS_COMPLETED)
+            )
+            results = await asyncio.wait_for(asyncio.gather(*following), 30)
+            truth = await all_entries(readers[-1], task.task_id)
+            assert len(truth) == writers * sum(batches)
+            for got, status, _resumes in results:
+                assert got == truth  # nothing missing, nothing twice, nothing out of order
+                assert status == task_pb2.TASK_STATUS_COMPLETED
         finally:
-            await running.stop(1)
+            for channel in channels:
+                await channel.close(None)
+            for r in running:
+                await r.stop(1)
+            databases.drop(url)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -138,6 +154,21 @@ def test_every_follower_gets_the_store_sequence(
     writers: int, batches: list[int], followers: int, cuts: list[list[int]], late: int
 ) -> None:
     asyncio.run(scenario(writers, batches, followers, cuts, late))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    writers=st.integers(1, 4),
+    batches=st.lists(st.integers(1, 12), min_size=1, max_size=8),
+    followers=st.integers(1, 6),
+    cuts=st.lists(st.lists(st.integers(1, 20), max_size=4), min_size=1, max_size=3),
+    late=st.integers(0, 2),
+    replicas=st.integers(2, 3),
+)
+def test_followers_on_other_replicas_get_the_store_sequence(
+    writers: int, batches: list[int], followers: int, cuts: list[list[int]], late: int, replicas: int
+) -> None:
+    asyncio.run(scenario(writers, batches, followers, cuts, late, replicas))
 
 
 @pytest.mark.anyio

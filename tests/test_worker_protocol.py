@@ -4,13 +4,13 @@ server on loopback), with short durations."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from grpc import aio
+from sqlalchemy import func, select
 
 from tasktrail import server
 from tasktrail.client import AsyncTaskClient, AsyncTaskWriter, TaskCanceled, WorkerPolicy
@@ -19,6 +19,8 @@ from tasktrail.config import ServerSettings
 from tasktrail.core import Timing
 from tasktrail.housekeeping import Housekeeping
 from tasktrail.model import Retention
+from tasktrail.store import open_store
+from tasktrail.store.schema import tasks
 from tasktrail.v1 import task_pb2, task_service_pb2_grpc, writer_service_pb2
 
 pytestmark = pytest.mark.anyio
@@ -136,8 +138,12 @@ async def test_retention_by_scope_and_the_sweeper(target: str, database_url: str
             await reader.get(gone.task_id)
         assert missing.value.code() == grpc.StatusCode.NOT_FOUND
         assert (await reader.get(kept.task_id)).status == task_pb2.TASK_STATUS_COMPLETED
-    with sqlite3.connect(database_url.removeprefix("sqlite:///")) as db:
-        assert db.execute("SELECT count(*) FROM tasks WHERE task_id = ?", (gone.task_id,)).fetchone() == (0,)
+    store = open_store(database_url)
+    try:
+        count = select(func.count()).select_from(tasks).where(tasks.c.task_id == gone.task_id)
+        assert await store.read(lambda r: r.rows(count, {})) == [(0,)]  # swept: the row is gone
+    finally:
+        await store.close()
 
 
 async def test_wait_is_capped_by_the_server(target: str) -> None:

@@ -25,7 +25,7 @@ from tasktrail.core import TaskCore
 from tasktrail.dialects import HttpError, abort_http
 from tasktrail.ids import is_canonical_uuid
 from tasktrail.model import Access, Scope, Status, Task
-from tasktrail.ratelimit import FixedWindow, Verdict
+from tasktrail.ratelimit import SharedWindow, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def endpoint(fn: Callable[[S, Req, Ctx], Awaitable[Resp]]) -> Callable[[S, Req, 
         await self.gate.admit(context, auth.Requirement.READER)
         principal = auth.current.get()
         key = principal.account_id if principal is not None and principal.account_id else "anonymous"
-        verdict = self.limiter.hit(key)
+        verdict = await self.limiter.hit(key)
         limit_headers = ((REMAINING_HEADER, str(verdict.remaining)),)
         try:
             if not verdict.allowed:
@@ -208,7 +208,7 @@ class CloudTaskService(pb_grpc.CloudTaskServiceServicer):
         self.core = core
         self.gate = gate
         self.settings = settings or CloudSettings()
-        self.limiter = FixedWindow(self.settings.rate_limit, self.settings.rate_window)
+        self.limiter = SharedWindow(core.store, self.settings.rate_limit, self.settings.rate_window)
 
     def account(self) -> Access:
         principal = auth.current.get()

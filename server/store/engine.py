@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -57,8 +57,10 @@ class Store(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run `fn` in a write transaction; commit when it returns."""
+    async def write(self, fn: Callable[[Connection], T], changed: str | None = None) -> T:
+        """Run `fn` in a write transaction; commit when it returns. `changed`
+        names the task it wrote, for other processes' change feeds (PostgreSQL
+        tells them with NOTIFY at commit; SQLite's feeds see the file change)."""
 
     @abc.abstractmethod
     async def read(self, fn: Callable[[Reader], T]) -> T:
@@ -157,7 +159,7 @@ class SqliteStore(Store):
         self._reader = _SqliteReader(conn)
         return self._reader
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T], changed: str | None = None) -> T:
         def run() -> T:
             with self._engine.begin() as conn:
                 return fn(conn)
@@ -208,6 +210,11 @@ class _SaReader:
         return [tuple(r) for r in self._conn.execute(stmt, dict(params))]
 
 
+# The channel on which every write names the task it changed.
+CHANGES_CHANNEL = "tasktrail_changes"
+_NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', :task_id)")
+
+
 class PostgresStore(Store):
     dialect_name = "postgresql"
 
@@ -215,17 +222,32 @@ class PostgresStore(Store):
         self.url = url
         self.options = options
         self._engine: AsyncEngine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # A single statement needs no transaction: no BEGIN/COMMIT round trips.
+        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Several statements see one snapshot.
+        self._repeatable = self._engine.execution_options(isolation_level="REPEATABLE READ")
 
-    async def write(self, fn: Callable[[Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T], changed: str | None = None) -> T:
+        def run(conn: Connection) -> T:
+            result = fn(conn)
+            if changed is not None:
+                conn.execute(_NOTIFY, {"task_id": changed})  # delivered at commit, to every listener
+            return result
+
         async with self._engine.begin() as conn:
-            return await conn.run_sync(fn)
+            return await conn.run_sync(run)
 
     async def read(self, fn: Callable[[Reader], T]) -> T:
-        return await self.snapshot(fn)
+        async with self._autocommit.connect() as conn:
+            return await conn.run_sync(lambda sync_conn: fn(_SaReader(sync_conn)))
 
     async def snapshot(self, fn: Callable[[Reader], T]) -> T:
-        async with self._engine.connect() as conn, conn.begin():
+        async with self._repeatable.connect() as conn, conn.begin():
             return await conn.run_sync(lambda sync_conn: fn(_SaReader(sync_conn)))
+
+    def dsn(self) -> str:
+        """The URL as asyncpg itself takes it."""
+        return make_url(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
     @property
     def async_engine(self) -> AsyncEngine:

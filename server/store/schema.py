@@ -103,6 +103,15 @@ api_keys = Table(
     Column("revoked_at", BigInteger),
 )
 
+# Requests counted against a rate limit: one row a key and period (a fixed window).
+rate_counts = Table(
+    "rate_counts",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("period", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
 # Basic-auth users of the enterprise API: the password as a salted scrypt digest.
 users = Table(
     "users",

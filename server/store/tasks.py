@@ -14,7 +14,20 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Select, and_, bindparam, delete, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Dialect,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.sql.elements import ColumnElement
 
 from tasktrail.model import (
@@ -289,11 +302,12 @@ def expired_tasks(reader: Reader, now: int, limit: int) -> list[str]:
 
 
 def delete_tasks(conn: Connection, task_ids: Sequence[str], now: int) -> int:
-    """Delete these tasks and their logs, if they are still expired."""
-    gone = [
-        r[0]
-        for r in conn.execute(select(tasks.c.task_id).where(tasks.c.task_id.in_(task_ids), tasks.c.expire_at <= now))
-    ]
+    """Delete these tasks and their logs, if they are still expired. On
+    PostgreSQL the rows are locked first, and rows another transaction holds
+    are left for the next sweep: a task whose retention was just extended is
+    never deleted."""
+    still = select(tasks.c.task_id).where(tasks.c.task_id.in_(task_ids), tasks.c.expire_at <= now)
+    gone = [r[0] for r in conn.execute(still.with_for_update(skip_locked=True))]
     if gone:
         conn.execute(delete(log_entries).where(log_entries.c.task_id.in_(gone)))
         conn.execute(delete(tasks).where(tasks.c.task_id.in_(gone)))
@@ -411,3 +425,12 @@ def insert_entries(conn: Connection, task_id: str, entries: Sequence[LogEntry]) 
             (task_id, e.entry_id, e.timestamp, e.message, dump_json(e.fields) if e.fields else None) for e in entries
         ]
         conn.exec_driver_sql(_insert_entries_sql(conn.dialect), rows)
+
+
+def try_exclusive(conn: Connection, key: int) -> bool:
+    """Whether this transaction may do a job only one process should do at a
+    time (PostgreSQL: a transaction-level advisory lock; SQLite's write lock
+    already makes every write transaction the only one)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar_one())

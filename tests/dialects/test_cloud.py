@@ -9,13 +9,14 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from grpc import aio
-from sqlalchemy import create_engine
+from sqlalchemy import Connection
 
 from tasktrail import accounts, server
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.config import ServerSettings
 from tasktrail.dialects.cloud import CloudSettings, iso_ms, render, status_line
 from tasktrail.model import Result, Scope, Status, Task, TaskError
+from tasktrail.store import open_store
 from tasktrail.v1 import task_pb2, writer_service_pb2, writer_service_pb2_grpc
 
 ID = "01a22c05-95a0-7459-91f9-c3699c35f2aa"
@@ -75,11 +76,13 @@ def test_links_follow_the_status() -> None:
 
 @pytest.fixture
 async def running(database_url: str) -> AsyncIterator[tuple[aio.Channel, str, str, str]]:
-    engine = create_engine(database_url)
-    with engine.begin() as conn:
+    def make(conn: Connection) -> tuple[str, str, str]:
         account_id, api_key = accounts.create_account(conn, "unit")
-        _, secret = accounts.create_key(conn, account_id, "unit")
-    engine.dispose()
+        return account_id, api_key, accounts.create_key(conn, account_id, "unit")[1]
+
+    store = open_store(database_url)
+    account_id, api_key, secret = await store.write(make)
+    await store.close()
     settings = ServerSettings(database_url=database_url, port=0, auth=True, cloud=CloudSettings(rate_limit=3))
     srv = await server.start(settings)
     async with aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,13 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def cli(stack: Stack, *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "tasktrail", *args, "--data-dir", str(stack.data_dir)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
+    return stack.tasktrail(*args)
 
 
 def make_token(stack: Stack, role: str, *grants: str) -> str:

@@ -299,11 +299,7 @@ def test_results_are_kept_for_their_ttl_then_404(rs: Stack) -> None:
 
 def test_users_are_managed_by_the_cli_and_read_only_crdb_tasks(rs: Stack) -> None:
     user = ("stdin@example.com", "correct horse battery staple")
-    subprocess.run(
-        [sys.executable, "-m", "tasktrail", "users", "create", "--name", user[0], "--password-stdin",
-         "--data-dir", str(rs.data_dir)],
-        input=user[1] + "\n", capture_output=True, text=True, check=True,
-    )  # fmt: skip
+    rs.tasktrail("users", "create", "--name", user[0], "--password-stdin", stdin=user[1] + "\n")
     assert user[0] in {u["username"] for u in json.loads(rs.tasktrail("users", "list", "--json"))}
     crdb_task = create(rs)
     database_task = rs.writer.CreateTask(

@@ -15,6 +15,7 @@ import pytest
 
 from tasktrail import sample
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
+from tests import databases
 from tests.conftest import start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
@@ -46,7 +47,8 @@ def count_tasks(stub: object) -> int:
 
 
 def test_samples_once_and_survives_a_killed_server(tmp_path: Path) -> None:
-    stack = start_stack(tmp_path)
+    url = databases.fresh_url(tmp_path)
+    stack = start_stack(tmp_path, database_url=url)
     try:
         samples = count_tasks(stack.reader)
         assert samples == len(sample.SAMPLES) + len(sample.cloud_samples("1000001")) + len(sample.CRDB_SAMPLES)
@@ -60,8 +62,9 @@ def test_samples_once_and_survives_a_killed_server(tmp_path: Path) -> None:
             ),
             timeout=10,
         ).entry_ids
-        [server] = [p for p in children(stack.proc.pid) if "serve" in cmdline(p)]
-        os.kill(server, signal.SIGKILL)  # no chance to flush anything
+        servers = [p for p in children(stack.proc.pid) if "serve" in cmdline(p)]
+        for server in servers:
+            os.kill(server, signal.SIGKILL)  # no chance to flush anything
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -72,15 +75,16 @@ def test_samples_once_and_survives_a_killed_server(tmp_path: Path) -> None:
         else:
             pytest.fail("the supervisor did not bring the server back")
         assert [e.entry_id for e in log.entries] == list(ids)
-        assert [p for p in children(stack.proc.pid) if "serve" in cmdline(p)] != [server]
+        assert not set(servers) & {p for p in children(stack.proc.pid) if "serve" in cmdline(p)}
     finally:
         stop_stack(stack)
     # Started again on the same store: no second set of samples.
-    again = start_stack(tmp_path)
+    again = start_stack(tmp_path, database_url=url)
     try:
         assert count_tasks(again.reader) == samples + 1
     finally:
         stop_stack(again)
+        databases.drop(url)
 
 
 def test_no_sample_and_clean_stop(tmp_path: Path) -> None:
@@ -88,7 +92,7 @@ def test_no_sample_and_clean_stop(tmp_path: Path) -> None:
     kids = children(stack.proc.pid)
     try:
         assert count_tasks(stack.reader) == 0
-        assert len(kids) == 2  # one server, one Envoy
+        assert len(kids) == databases.REPLICAS + 1  # the servers, and Envoy
     finally:
         stop_stack(stack)
     assert stack.proc.returncode == 0
@@ -115,7 +119,7 @@ def test_sigterm_lets_in_flight_calls_finish(tmp_path: Path) -> None:
     from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
     from tests.conftest import free_port
 
-    url = f"sqlite:///{tmp_path / 'tasktrail.db'}"
+    url = databases.fresh_url(tmp_path)
     migrate.migrate(url)
     token = tokens.create(url, "test", Role.WRITER, ["database"])
     port = free_port()
@@ -144,3 +148,4 @@ def test_sigterm_lets_in_flight_calls_finish(tmp_path: Path) -> None:
         if server.poll() is None:
             server.kill()
             server.wait()
+        databases.drop(url)

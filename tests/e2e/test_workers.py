@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 from tasktrail.client import AsyncTaskWriter, TaskClient
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
 from tests.conftest import ROOT, Stack, start_stack, stop_stack
+from tests.databases import rows_of
 
 pytestmark = pytest.mark.e2e
 
@@ -232,15 +232,10 @@ def test_a_task_expires_at_its_expire_at_and_is_swept(workers: Stack) -> None:
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
     # The sweeper deletes it from the store.
     deadline = time.monotonic() + 5
-    with sqlite3.connect(workers.data_dir / "tasktrail.db") as db:
-        while time.monotonic() < deadline:
-            rows = db.execute("SELECT count(*) FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
-            entries = db.execute("SELECT count(*) FROM log_entries WHERE task_id = ?", (task_id,)).fetchone()[0]
-            if rows == 0 and entries == 0:
-                break
-            time.sleep(0.05)
-        else:
+    while rows_of(workers.database_url, task_id) != (0, 0):
+        if time.monotonic() > deadline:
             pytest.fail("the sweeper did not delete the expired task")
+        time.sleep(0.05)
 
 
 def test_wait_returns_at_the_end_or_the_timeout(workers: Stack) -> None:
