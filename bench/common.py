@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Connection, insert
 from sqlalchemy.engine import make_url
 
-from tasktrail import edge, migrate
+from tasktrail import edge, migrate, tls
 from tasktrail.ids import IdGenerator
 from tasktrail.model import Scope, Status, Task
 from tasktrail.store import open_store
@@ -81,6 +81,7 @@ class Edge:
 @contextmanager
 def envoy(workdir: Path, backends: Sequence[int], name: str, writes: Sequence[int] = ()) -> Iterator[Edge]:
     rest, grpc_port, admin = free_port(), free_port(), free_port()
+    certificate = tls.server_certificate(workdir, "127.0.0.1", None, None)
     config = workdir / f"envoy-{name}.yaml"
     config.write_text(
         edge.render(
@@ -89,6 +90,10 @@ def envoy(workdir: Path, backends: Sequence[int], name: str, writes: Sequence[in
                 write_backends=[("127.0.0.1", p) for p in writes],
                 rest_port=rest,
                 grpc_port=grpc_port,
+                cloud_port=free_port(),
+                crdb_port=free_port(),
+                tls_cert=certificate.cert,
+                tls_key=certificate.key,
                 admin_port=admin,
             )
         )

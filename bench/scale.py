@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
 import subprocess
@@ -81,6 +82,7 @@ def reads(args: argparse.Namespace, work: Path) -> None:
     floor_port = free_port()
     floor_argv = [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(floor_port)]
     results: dict[str, Load] = {}
+    busy: dict[str, float] = {}
     floors: list[Load] = []
     with process(floor_argv, work / "floor.log"):
         wait_grpc_healthy(f"127.0.0.1:{floor_port}")
@@ -95,17 +97,34 @@ def reads(args: argparse.Namespace, work: Path) -> None:
                     with replicas(url, work / kind, n) as ports, envoy(work, ports, f"{kind}-{n}") as edge:
                         floors.append(wrk(floor_edge.rest, connections=32, seconds=args.seconds, script=script))
                         wrk(edge.rest, connections=32, seconds=3, script=script)  # warm up
+                        before = cpu_times()
                         results[label(kind, n)] = wrk(edge.rest, connections=32, seconds=args.seconds, script=script)
+                        busy[label(kind, n)] = cpu_busy(before, cpu_times())
     floor = statistics.median(f.requests_per_s for f in floors)
     print(f"Reads: GET a running task through Envoy ({args.tasks:,} tasks, 32 connections, {args.seconds} s each)")
-    print(f"  {'':28} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
-    print(f"  {'floor (constant task)':28} {floor:8.0f} {1:6.2f} {'':>7} {'':>7} {'':>6}")
+    print(f"  {'':28} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'CPU busy':>9}")
+    print(f"  {'floor (constant task)':28} {floor:8.0f} {1:6.2f}")
     for name, load in results.items():
         print(
             f"  {name:28} {load.requests_per_s:8.0f} {load.requests_per_s / floor:6.2f} "
-            f"{load.p50_ms:7.2f} {load.p99_ms:7.2f} {load.errors:6d}"
+            f"{load.p50_ms:7.2f} {load.p99_ms:7.2f} {load.errors:6d} {busy[name]:8.0%}"
         )
-    print(f"  (floor: median of {len(floors)} runs, one before each variant)", flush=True)
+    print(
+        f"  (floor: median of {len(floors)} runs, one before each variant; CPU busy: of all "
+        f"{os.cpu_count()} cores, with wrk, Envoy, PostgreSQL and the servers on them)",
+        flush=True,
+    )
+
+
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def cpu_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    idle, total = after[0] - before[0], after[1] - before[1]
+    return 1 - idle / total if total else 0.0
 
 
 def tails(args: argparse.Namespace, work: Path) -> None:

@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import asyncpg
 from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Select
+from sqlalchemy.util import await_only, greenlet_spawn
 
 T = TypeVar("T")
 Row = tuple[Any, ...]
@@ -215,6 +218,35 @@ CHANGES_CHANNEL = "tasktrail_changes"
 _NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', :task_id)")
 
 
+_PG_DIALECT = postgresql_dialect.asyncpg.dialect()  # type: ignore[no-untyped-call]
+PgConnection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+# A statement, its SQL, its parameters in order, and the values bound in it.
+_PgCompiled = tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]
+
+
+class _PgReader:
+    """Executes compiled SQLAlchemy statements with asyncpg itself, inside a
+    greenlet (as SQLAlchemy's own asyncio layer does): a read pays for one
+    prepared statement's round trip, not for the ORM-core machinery."""
+
+    __slots__ = ("_compiled", "_conn")
+
+    def __init__(self, conn: PgConnection, compiled: dict[int, _PgCompiled]) -> None:
+        self._conn = conn
+        self._compiled = compiled
+
+    def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
+        hit = self._compiled.get(id(stmt))
+        if hit is None or hit[0] is not stmt:
+            compiled = stmt.compile(dialect=_PG_DIALECT, compile_kwargs={"render_postcompile": True})
+            # The statement is kept with its SQL, so its id stays its own; values bound
+            # in the statement itself are its defaults.
+            hit = self._compiled[id(stmt)] = (stmt, str(compiled), tuple(compiled.positiontup or ()), compiled.params)
+        _, sql, names, defaults = hit
+        args = [params[n] if n in params else defaults[n] for n in names]
+        return [tuple(r) for r in await_only(self._conn.fetch(sql, *args))]
+
+
 class PostgresStore(Store):
     dialect_name = "postgresql"
 
@@ -222,10 +254,21 @@ class PostgresStore(Store):
         self.url = url
         self.options = options
         self._engine: AsyncEngine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-        # A single statement needs no transaction: no BEGIN/COMMIT round trips.
-        self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        # Several statements see one snapshot.
-        self._repeatable = self._engine.execution_options(isolation_level="REPEATABLE READ")
+        # Reads: asyncpg's own pool (made on first use, on the running loop).
+        self._pool: asyncpg.Pool | None = None
+        self._pool_made: asyncio.Lock | None = None
+        self._closed = False
+        self._compiled: dict[int, _PgCompiled] = {}
+
+    async def _readers(self) -> asyncpg.Pool:
+        if self._pool is None:
+            if self._closed:
+                raise RuntimeError("the store is closed")
+            self._pool_made = self._pool_made or asyncio.Lock()
+            async with self._pool_made:  # one pool, however many reads arrive first
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(self.dsn(), min_size=1, max_size=10)
+        return self._pool
 
     async def write(self, fn: Callable[[Connection], T], changed: str | None = None) -> T:
         def run(conn: Connection) -> T:
@@ -238,12 +281,17 @@ class PostgresStore(Store):
             return await conn.run_sync(run)
 
     async def read(self, fn: Callable[[Reader], T]) -> T:
-        async with self._autocommit.connect() as conn:
-            return await conn.run_sync(lambda sync_conn: fn(_SaReader(sync_conn)))
+        # One statement: no transaction, so no BEGIN/COMMIT round trips.
+        async with (await self._readers()).acquire() as conn:
+            return await greenlet_spawn(fn, _PgReader(conn, self._compiled))
 
     async def snapshot(self, fn: Callable[[Reader], T]) -> T:
-        async with self._repeatable.connect() as conn, conn.begin():
-            return await conn.run_sync(lambda sync_conn: fn(_SaReader(sync_conn)))
+        # Several statements see one snapshot.
+        async with (
+            (await self._readers()).acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await greenlet_spawn(fn, _PgReader(conn, self._compiled))
 
     def dsn(self) -> str:
         """The URL as asyncpg itself takes it."""
@@ -254,6 +302,13 @@ class PostgresStore(Store):
         return self._engine
 
     async def close(self) -> None:
+        self._closed = True
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 5)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
         await self._engine.dispose()
 
 
