@@ -45,7 +45,6 @@ class ChangeFeed:
         self._versions: dict[str, int] = {}
         self._data_version: int | None = None
         self._probe: sqlite3.Connection | None = None
-        self._listener: asyncpg.Connection | None = None
 
     def notify(self, task_id: str) -> None:
         for event in self._waiters.get(task_id, ()):
@@ -97,20 +96,22 @@ class ChangeFeed:
         then every waiter looks again (a NOTIFY may have been missed)."""
         while True:
             lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
             try:
                 conn = await asyncpg.connect(store.dsn())
                 conn.add_termination_listener(functools.partial(_on_lost, lost))
                 await conn.add_listener(CHANGES_CHANNEL, self._heard)
-                self._listener = conn
                 self._notify_all()
                 await lost.wait()
             except (OSError, asyncpg.PostgresError) as exc:
                 log.warning("LISTEN connection failed (%s); polling until it is back", exc)
             finally:
-                if self._listener is not None:
-                    with contextlib.suppress(Exception):
-                        await self._listener.close()
-                    self._listener = None
+                # The connection is closed even when the server stops mid-LISTEN.
+                if conn is not None:
+                    try:
+                        await asyncio.wait_for(conn.close(), 2)
+                    except Exception:
+                        conn.terminate()
             self._notify_all()
             await asyncio.sleep(1.0)
 

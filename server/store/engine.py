@@ -262,13 +262,20 @@ class PostgresStore(Store):
 
     async def _readers(self) -> asyncpg.Pool:
         if self._pool is None:
-            if self._closed:
-                raise RuntimeError("the store is closed")
             self._pool_made = self._pool_made or asyncio.Lock()
             async with self._pool_made:  # one pool, however many reads arrive first
-                if self._pool is None:
-                    self._pool = await asyncpg.create_pool(self.dsn(), min_size=1, max_size=10)
+                if self._pool is None and not self._closed:
+                    pool = await asyncpg.create_pool(self.dsn(), min_size=1, max_size=10)
+                    self._keep_or_close(pool)
+        if self._pool is None:
+            raise RuntimeError("the store is closed")
         return self._pool
+
+    def _keep_or_close(self, pool: asyncpg.Pool) -> None:
+        if self._closed:  # closed while the pool was being made
+            pool.terminate()
+        else:
+            self._pool = pool
 
     async def write(self, fn: Callable[[Connection], T], changed: str | None = None) -> T:
         def run(conn: Connection) -> T:
