@@ -1,26 +1,55 @@
--- Turns a dialect's error hint into its HTTP answer.
+-- Shapes the answers of a REST port.
 --
--- A dialect servicer fails a call with trailing metadata `x-http-status` (the
--- status the original API answers) and `x-http-body` (its JSON error body).
--- The call fails before any message, so gRPC sends a trailers-only response
--- and the transcoder passes that metadata on as response headers. This filter
--- runs after the transcoder on the response path (filters encode in reverse
--- order) and replaces the transcoder's own status and body with the hint.
+-- 1. A dialect's error hint. A dialect servicer fails a call with trailing
+-- metadata `x-http-status` (the status the original API answers) and
+-- `x-http-body` (its JSON error body). The call fails before any message, so
+-- gRPC sends a trailers-only response and the transcoder passes that metadata
+-- on as response headers. This filter runs after the transcoder on the
+-- response path (filters encode in reverse order) and replaces the
+-- transcoder's own status and body with the hint.
+--
+-- 2. A request that arrived claiming to be gRPC (content-type application/grpc)
+-- gets Envoy's own refusals in gRPC's shape: HTTP 200, an empty body, the
+-- refusal (already in the dialect's JSON) in grpc-status and grpc-message.
+-- A REST port answers them as REST.
+
+local HTTP_OF_GRPC = {
+  ["3"] = "400", ["5"] = "404", ["7"] = "403", ["8"] = "429", ["12"] = "404", ["14"] = "503", ["16"] = "401",
+}
+
+local function unescape(text)
+  return (text:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+end
+
+local function answer(response_handle, headers, status, body)
+  headers:replace(":status", status)
+  headers:replace("content-type", "application/json")
+  local buffered = response_handle:body(true)
+  if buffered ~= nil then
+    buffered:setBytes(body)
+  end
+end
+
 function envoy_on_response(response_handle)
   local headers = response_handle:headers()
   local status = headers:get("x-http-status")
-  if status == nil then
+  if status ~= nil then
+    local body = headers:get("x-http-body")
+    headers:remove("x-http-status")
+    headers:remove("x-http-body")
+    if body == nil then
+      headers:replace(":status", status)
+    else
+      answer(response_handle, headers, status, body)
+    end
     return
   end
-  local body = headers:get("x-http-body")
-  headers:remove("x-http-status")
-  headers:remove("x-http-body")
-  headers:replace(":status", status)
-  if body ~= nil then
-    headers:replace("content-type", "application/json")
-    local buffered = response_handle:body()
-    if buffered ~= nil then
-      buffered:setBytes(body)
-    end
+  local code = headers:get("grpc-status")
+  if code == nil or code == "0" then
+    return
+  end
+  local content_type = headers:get("content-type")
+  if content_type ~= nil and content_type:sub(1, 16) == "application/grpc" then
+    answer(response_handle, headers, HTTP_OF_GRPC[code] or "400", unescape(headers:get("grpc-message") or ""))
   end
 end

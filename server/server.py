@@ -16,7 +16,7 @@ from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined
 from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tasktrail import auth, housekeeping, migrate
+from tasktrail import auth, housekeeping, lenient, migrate
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.config import ServerSettings
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
@@ -105,10 +105,14 @@ async def start(settings: ServerSettings) -> Running:
     gate = auth.Gate(store) if settings.auth else auth.OPEN
     rest_gate = auth.Gate(store, controlplane.refuse) if settings.auth and settings.controlplane_auth else auth.OPEN
     hub = LogHub(core, settings.follow)
-    task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskService(core, gate, hub), server)
-    writer_service_pb2_grpc.add_TaskWriterServiceServicer_to_server(TaskWriterService(core, gate), server)
-    controlplane_pb2_grpc.add_ControlPlaneTaskServiceServicer_to_server(
-        ControlPlaneTaskService(core, rest_gate, hub), server
+    lenient.add_service(task_service_pb2_grpc.add_TaskServiceServicer_to_server, TaskService(core, gate, hub), server)
+    lenient.add_service(
+        writer_service_pb2_grpc.add_TaskWriterServiceServicer_to_server, TaskWriterService(core, gate), server
+    )
+    lenient.add_service(
+        controlplane_pb2_grpc.add_ControlPlaneTaskServiceServicer_to_server,
+        ControlPlaneTaskService(core, rest_gate, hub),
+        server,
     )
     # The cloud API always needs an account's keys (a token works too, over gRPC).
     cloud_gate = (
@@ -116,10 +120,14 @@ async def start(settings: ServerSettings) -> Running:
         if settings.auth
         else auth.OPEN
     )
-    cloud_pb2_grpc.add_CloudTaskServiceServicer_to_server(CloudTaskService(core, cloud_gate, settings.cloud), server)
+    lenient.add_service(
+        cloud_pb2_grpc.add_CloudTaskServiceServicer_to_server,
+        CloudTaskService(core, cloud_gate, settings.cloud),
+        server,
+    )
     # The enterprise API always needs a user's password (a token works too, over gRPC).
     crdb_gate = auth.Gate(store, crdb.refuse, "credentials are required: basic auth") if settings.auth else auth.OPEN
-    crdb_pb2_grpc.add_CrdbTaskServiceServicer_to_server(CrdbTaskService(core, crdb_gate), server)
+    lenient.add_service(crdb_pb2_grpc.add_CrdbTaskServiceServicer_to_server, CrdbTaskService(core, crdb_gate), server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

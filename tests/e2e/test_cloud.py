@@ -352,8 +352,8 @@ def test_malformed_requests_get_4xx_in_the_cloud_shape(cloud: Stack) -> None:
         ("/v2/tasks", h, "GET", 404),
         ("/", h, "GET", 404),
         ("/tasktrail.cloud.v1.CloudTaskService/ListTasks", h, "GET", 404),
-        ("/v1/tasks?limit=5", h, "GET", 400),
-        (f"/v1/tasks/{task_id}?verbose=true", h, "GET", 400),
+        ("/v1/tasks/%FF", h, "GET", 400),
+        ("/v1/tasks/%C3%28" + task_id[2:], h, "GET", 400),
         ("/v1/tasks", h, "POST", 405),
         (f"/v1/tasks/{task_id}", h, "DELETE", 405),
         (f"/v1/tasks/{task_id}", h, "PUT", 405),
@@ -361,6 +361,9 @@ def test_malformed_requests_get_4xx_in_the_cloud_shape(cloud: Stack) -> None:
     for path, headers, method, expected in cases:
         status, body, _ = get(cloud, path, headers, method)
         assert_cloud_error(status, body, expected)
+    # Unknown query parameters are ignored, as by the original.
+    assert get(cloud, "/v1/tasks?limit=5&page=%FF", h)[0] == 200
+    assert get(cloud, f"/v1/tasks/{task_id}?verbose=true", h)[1]["taskId"] == task_id
     # Upper-case ids are the same UUID.
     assert get(cloud, f"/v1/tasks/{task_id.upper()}", h)[1]["taskId"] == task_id
 

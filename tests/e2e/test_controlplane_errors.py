@@ -118,6 +118,31 @@ def test_unknown_sort_order_and_scope(http: httpx.Client) -> None:
     )
 
 
+def test_bytes_that_are_not_utf8(http: httpx.Client) -> None:
+    """Envoy hands percent-decoded bytes to the server as they are: U+FFFD
+    stands for those that are not UTF-8, and the usual checks answer."""
+    task = f"/v1/databases/example/tasks/{sample.DOC_TASK_ID}"
+    for url, name in [
+        ("/v1/databases/example/tasks?after_task_id=%FF", "invalid_format"),
+        ("/v1/databases/example/tasks?sort_order=%FF", "invalid_enum_value"),
+        ("/v1/databases/example/tasks?limit=%FF", "invalid_field_type"),
+        ("/v1/databases/example/tasks/%FF", "invalid_format"),
+        (f"{task}/log?after_entry_id=%C3%28", "invalid_format"),
+        (f"{task}/log/stream?after_entry_id=%FF", "invalid_format"),
+        ("/v1/tasks?scope=%FF", "invalid_enum_value"),
+    ]:
+        reply = http.get(url)
+        assert reply.status_code == 400, (url, reply.text)
+        assert reply.headers["goa-error"] == name, (url, reply.text)
+        assert "\ufffd" in reply.json()["message"], reply.text
+    for url, name in [
+        ("/v1/databases/%FF/tasks", "database_id"),
+        ("/v1/hosts/a%FFb/tasks", "host_id"),
+        ("/v1/tasks?scope=host&entity_id=%FF", "entity_id"),
+    ]:
+        designed(http.get(url), 400, "invalid_input", f"{name}: {INVALID_ID}")
+
+
 def test_over_long_ids(http: httpx.Client) -> None:
     long_id = "a" * 40
     framework(
@@ -199,6 +224,24 @@ def test_unknown_query_parameters_and_empty_values(http: httpx.Client) -> None:
         "/v1/databases/example/tasks", params={"bogus": "1", "limit": "", "sort_order": "", "after_task_id": ""}
     )
     assert (odd.status_code, odd.json()) == (200, plain)
+
+
+def test_a_request_is_rest_whatever_content_type_it_claims(http: httpx.Client) -> None:
+    plain = http.get("/v1/databases/example/tasks").json()
+    for content_type in ("application/grpc", "application/grpc+proto", "text/plain", "application/xml"):
+        headers = {"content-type": content_type}
+        reply = http.get("/v1/databases/example/tasks", headers=headers)
+        assert (reply.status_code, reply.headers["content-type"], reply.json()) == (200, "application/json", plain)
+        # Envoy's own refusals of such a request are REST refusals too.
+        refused = http.post(f"/v1/databases/example/tasks/{sample.DOC_TASK_ID}/cancel", content=b"xx", headers=headers)
+        assert (refused.status_code, refused.headers["goa-error"]) == (400, "bad_request"), refused.text
+        assert refused.json()["message"] == "Unexpected token.\nxx\n^"
+        designed(
+            http.post("/tasktrail.controlplane.v1.ControlPlaneTaskService/ListDatabaseTasks", headers=headers),
+            404,
+            "not_found",
+            "no endpoint for POST /tasktrail.controlplane.v1.ControlPlaneTaskService/ListDatabaseTasks",
+        )
 
 
 def new_task(stack: Stack, status: task_pb2.TaskStatus.ValueType | None = None, commit: bool = False) -> str:
@@ -316,8 +359,11 @@ def test_bad_body_on_post_cancel(stack: Stack, http: httpx.Client) -> None:
     assert reply.json()["name"] == "bad_request"
 
 
-SEGMENT = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=50).map(
-    lambda s: urllib.parse.quote(s, safe="")
+SEGMENT = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=0, max_size=50).map(
+        lambda s: urllib.parse.quote(s, safe="")
+    ),
+    st.binary(max_size=20).map(lambda b: urllib.parse.quote_from_bytes(b, safe="")),  # not always UTF-8
 )
 PATHS = st.sampled_from(
     [
@@ -335,7 +381,11 @@ PATHS = st.sampled_from(
 )
 PARAMS = st.dictionaries(
     st.sampled_from(["limit", "after_task_id", "after_entry_id", "sort_order", "scope", "entity_id", "x"]),
-    st.one_of(st.text(max_size=40), st.sampled_from(["-1", "0", "5", "asc", "host", sample.DOC_TASK_ID])),
+    st.one_of(
+        st.text(max_size=40),
+        st.binary(max_size=20),
+        st.sampled_from(["-1", "0", "5", "asc", "host", sample.DOC_TASK_ID]),
+    ),
     max_size=4,
 )
 
@@ -343,7 +393,7 @@ PARAMS = st.dictionaries(
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=PATHS, a=SEGMENT, b=SEGMENT, params=PARAMS, method=st.sampled_from(["GET", "GET", "POST", "PATCH"]))
 def test_no_request_gets_a_5xx_or_a_non_json_body(
-    http: httpx.Client, path: str, a: str, b: str, params: dict[str, str], method: str
+    http: httpx.Client, path: str, a: str, b: str, params: dict[str, str | bytes], method: str
 ) -> None:
     query = urllib.parse.urlencode(params)
     url = path.format(a=a, b=b) + (f"?{query}" if query else "")

@@ -357,10 +357,12 @@ def test_malformed_requests_get_4xx_in_the_api_shape(rs: Stack) -> None:
         (f"/v1/crdb_tasks/{task_id}", "GET", {"authorization": basic, "X-Result-TTL": "soon"}, 400),
         (f"/v1/crdb_tasks/{task_id}", "GET", {"authorization": basic, "X-Result-TTL": "-5"}, 400),
         (f"/v1/crdb_tasks/{task_id}?verbose=maybe", "GET", {"authorization": basic}, 400),
-        (f"/v1/crdb_tasks/{task_id}?limit=3", "GET", {"authorization": basic}, 400),
+        (f"/v1/crdb_tasks/{task_id}?verbose=%FF", "GET", {"authorization": basic}, 400),
         (f"/v1/crdb_tasks/{task_id}/actions/cancel?force=perhaps", "POST", {"authorization": basic}, 400),
         ("/v1/crdb_tasks/" + "x" * 300, "GET", {"authorization": basic}, 404),
         ("/v1/crdb_tasks/%ZZ", "GET", {"authorization": basic}, 404),
+        ("/v1/crdb_tasks/%FF", "GET", {"authorization": basic}, 404),
+        ("/v1/crdb_tasks/%FF/actions/cancel", "POST", {"authorization": basic}, 404),
         ("/v1/crdb_task", "GET", {"authorization": basic}, 404),
         (f"/v1/crdb_tasks/{task_id}/actions/stop", "POST", {"authorization": basic}, 404),
         ("/tasktrail.crdb.v1.CrdbTaskService/ListCrdbTasks", "GET", {"authorization": basic}, 404),
@@ -371,3 +373,7 @@ def test_malformed_requests_get_4xx_in_the_api_shape(rs: Stack) -> None:
     for path, method, headers, expected in cases:
         status, body, _ = request(rs, path, None, method, headers)  # each case carries its own credentials
         assert_error(status, body, expected)
+    # Unknown query parameters are ignored, as by the original.
+    status, body, _ = request(rs, f"/v1/crdb_tasks/{task_id}?limit=3&x=%FF", user)
+    assert (status, body["id"]) == (200, task_id)
+    assert request(rs, "/v1/crdb_tasks?limit=3", user)[0] == 200
