@@ -12,14 +12,16 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from grpc import aio
 
-from tasktrail import migrate
+from tasktrail import migrate, server
+from tasktrail.config import ServerSettings
 from tasktrail.sample import WithToken
 from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
 from tests import databases
@@ -62,6 +64,15 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"  # grpc.aio runs on asyncio
+
+
+@pytest.fixture
+async def channel(database_url: str) -> AsyncIterator[aio.Channel]:
+    """A channel to a real in-process server on a fresh store, without tokens."""
+    running = await server.start(ServerSettings(database_url=database_url, port=0, auth=False))
+    async with aio.insecure_channel(f"127.0.0.1:{running.port}") as opened:
+        yield opened
+    await running.stop(1)
 
 
 @dataclass

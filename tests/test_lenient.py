@@ -3,16 +3,13 @@ on a real in-process server as on the bytes alone."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import pytest
 from google.protobuf.message import DecodeError
 from google.protobuf.struct_pb2 import Struct
 from grpc import aio
 
-from tasktrail import lenient, server
-from tasktrail.config import ServerSettings
+from tasktrail import lenient
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
 
 pytestmark = pytest.mark.anyio
@@ -54,14 +51,6 @@ def test_bad_strings_nested_and_in_maps_become_u_fffd() -> None:
 def test_malformed_messages_still_fail(data: bytes) -> None:
     with pytest.raises(DecodeError):
         lenient.lenient(Append.FromString)(data)
-
-
-@pytest.fixture
-async def channel(database_url: str) -> AsyncIterator[aio.Channel]:
-    running = await server.start(ServerSettings(database_url=database_url, port=0, auth=False))
-    async with aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-        yield channel
-    await running.stop(1)
 
 
 async def test_a_server_answers_a_bad_string_as_any_unknown_id(channel: aio.Channel) -> None:

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
 from grpc import aio
 
-from tasktrail import server
-from tasktrail.config import ServerSettings
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
 from tasktrail.dialects.controlplane import rfc3339
 from tasktrail.v1 import task_pb2, writer_service_pb2, writer_service_pb2_grpc
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def channel(database_url: str) -> AsyncIterator[aio.Channel]:
-    running = await server.start(ServerSettings(database_url=database_url, port=0, auth=False))
-    async with aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
-        yield ch
-    await running.stop(1)
 
 
 def hints(err: aio.AioRpcError) -> dict[str, str]:
