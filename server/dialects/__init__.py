@@ -15,15 +15,17 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import grpc
 from grpc import aio
 
 from tasktrail import errors
+from tasktrail.model import Task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+M = TypeVar("M")
 
 HTTP_STATUS_HEADER = "x-http-status"
 HTTP_BODY_HEADER = "x-http-body"
@@ -96,3 +98,28 @@ async def answer(
     except Exception:
         log.exception("a dialect request failed")
         await abort_http(context, internal)
+
+
+class Rendered(Generic[M]):
+    """A dialect's rendering of tasks, kept for ended ones: an ended task never
+    changes, and while it stays in the core's memory the core hands out the same
+    Task object for it, so the same message serves every read. Oldest first out."""
+
+    __slots__ = ("_items", "_render", "_size")
+
+    def __init__(self, render: Callable[[Task], M], size: int = 10_000) -> None:
+        self._render = render
+        self._size = size
+        self._items: dict[str, tuple[Task, M]] = {}
+
+    def __call__(self, task: Task) -> M:
+        if not task.status.terminal:
+            return self._render(task)
+        hit = self._items.get(task.task_id)
+        if hit is not None and hit[0] is task:
+            return hit[1]
+        message = self._render(task)
+        if hit is None and len(self._items) >= self._size:
+            del self._items[next(iter(self._items))]
+        self._items[task.task_id] = (task, message)
+        return message

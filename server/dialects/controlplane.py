@@ -2,7 +2,7 @@
 
 Field names, status words, timestamps (RFC 3339, whole seconds), pagination
 and error bodies are the original's. Where the original has a bug that no
-client can depend on, it is fixed here; docs/dialects/control-plane.md lists
+client can depend on, it is fixed here; docs/control-plane-api.md lists
 each choice.
 """
 
@@ -22,7 +22,7 @@ from tasktrail import auth, errors
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
 from tasktrail.core import EVERYTHING, TaskCore, valid_identifier
-from tasktrail.dialects import HttpError, abort_http, answer, tails
+from tasktrail.dialects import HttpError, Rendered, abort_http, answer, tails
 from tasktrail.dialects.goa import Validation, designed
 from tasktrail.follow import Broken, LogHub
 from tasktrail.ids import go_uuid_parse
@@ -37,6 +37,7 @@ MAX_ID_LENGTH = 36
 HAS_MORE_HEADER = "x-has-more"
 
 NOT_FOUND_MESSAGE = "no task found with the given ID"
+_OPEN = EVERYTHING.restricted_to(CONTROL_PLANE_SCOPES)
 INVALID_ID_MESSAGE = (
     "valid IDs must be 1-36 characters long, contain only lowercase letters, digits, and hyphens, "
     "start and end with a letter or digit, and not contain two consecutive hyphens"
@@ -50,7 +51,12 @@ Resp = TypeVar("Resp")
 
 def rfc3339(us: int) -> str:
     """RFC 3339 in UTC with whole seconds, as Go's time.RFC3339 writes it."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(us // 1_000_000))
+    return _rfc3339_seconds(us // 1_000_000)
+
+
+@functools.lru_cache(maxsize=4096)  # a log's entries share their seconds
+def _rfc3339_seconds(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def render_task(task: Task) -> pb.Task:
@@ -132,13 +138,13 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         self.gate = gate
         self.hub = hub or LogHub(core)
         self.chunks = tails.ChunkCache()
+        self.rendered = Rendered(render_task)
 
     @staticmethod
     def _access() -> Access:
         """Control-plane tasks, within the caller's token when the port requires one."""
         principal = auth.current.get()
-        access = EVERYTHING if principal is None else principal.access
-        return access.restricted_to(CONTROL_PLANE_SCOPES)
+        return _OPEN if principal is None else principal.access.restricted_to(CONTROL_PLANE_SCOPES)
 
     # -- requests, decoded and validated as Goa's generated decoders do ----------
 
@@ -220,7 +226,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         self._check_identifier("database_id", request.database_id)
         assert task_id is not None
         task = await self.core.get_task(task_id, self._access().within(Scope.DATABASE, request.database_id))
-        return render_task(task)
+        return self.rendered(task)
 
     @endpoint
     async def GetDatabaseTaskLog(self, request: pb.GetDatabaseTaskLogRequest, context: Ctx) -> pb.TaskLog:
@@ -276,7 +282,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         self._check_identifier("host_id", request.host_id)
         assert task_id is not None
         task = await self.core.get_task(task_id, self._access().within(Scope.HOST, request.host_id))
-        return render_task(task)
+        return self.rendered(task)
 
     @endpoint
     async def GetHostTaskLog(self, request: pb.GetHostTaskLogRequest, context: Ctx) -> pb.TaskLog:
