@@ -4,6 +4,7 @@ PostgreSQL when TASKTRAIL_TEST_DATABASE names one (tests/databases.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -125,21 +126,26 @@ class Stack:
         return task_service_pb2_grpc.TaskServiceStub(self.channel)
 
 
-def free_ports(n: int) -> int:
-    """The first of n consecutive free ports."""
-    while True:
-        first = free_port()
-        if first + n < 65536 and all(_free(first + i) for i in range(1, n + 1)):
-            return first
+def distinct_ports(count: int, run: int) -> tuple[list[int], int]:
+    """`count` free ports, and the first of `run` consecutive free ones, all
+    different: each is held open until all are picked, as the kernel may hand
+    out a port it has just released again."""
+    with contextlib.ExitStack() as held:
 
+        def take(port: int = 0) -> int | None:
+            s = held.enter_context(socket.socket())
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+            return int(s.getsockname()[1])
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+        singles = [take() for _ in range(count)]
+        while True:
+            first = take()
+            assert first is not None
+            if first + run < 65536 and all(take(first + i) is not None for i in range(1, run)):
+                return [p for p in singles if p is not None], first
 
 
 def start_stack(
@@ -152,8 +158,7 @@ def start_stack(
     """`tasktrail up` on free ports and a fresh store; replicas as the test run's setting says."""
     replicas = databases.REPLICAS if replicas is None else replicas
     url = database_url or databases.fresh_url(data_dir)
-    rest, grpc_port, admin = free_port(), free_port(), free_port()
-    server_port, cloud_port, crdb_port = free_ports(replicas + 1), free_port(), free_port()
+    (rest, grpc_port, admin, cloud_port, crdb_port), server_port = distinct_ports(5, replicas + 1)
     argv = [
         sys.executable, "-m", "tasktrail", "up",
         "--data-dir", str(data_dir),
