@@ -361,6 +361,12 @@ def test_malformed_requests_get_4xx_in_the_cloud_shape(cloud: Stack) -> None:
     for path, headers, method, expected in cases:
         status, body, _ = get(cloud, path, headers, method)
         assert_cloud_error(status, body, expected)
+    status, body, _ = get(cloud, "/v1/tasks", {**h, "x-padding": "a" * 70_000})
+    assert (status, body["error"]["type"], body["error"]["status"]) == (
+        431,
+        "REQUEST_HEADER_FIELDS_TOO_LARGE",
+        "431 REQUEST_HEADER_FIELDS_TOO_LARGE",
+    )
     # Unknown query parameters are ignored, as by the original.
     assert get(cloud, "/v1/tasks?limit=5&page=%FF", h)[0] == 200
     assert get(cloud, f"/v1/tasks/{task_id}?verbose=true", h)[1]["taskId"] == task_id
