@@ -367,6 +367,9 @@ def test_malformed_requests_get_4xx_in_the_cloud_shape(cloud: Stack) -> None:
         "REQUEST_HEADER_FIELDS_TOO_LARGE",
         "431 REQUEST_HEADER_FIELDS_TOO_LARGE",
     )
+    # Plain HTTP on the HTTPS port.
+    status, _, raw = http_get(cloud.cloud.replace("https://", "http://") + "/v1/tasks", h)
+    assert_cloud_error(status, json.loads(raw), 400)
     # Unknown query parameters are ignored, as by the original.
     assert get(cloud, "/v1/tasks?limit=5&page=%FF", h)[0] == 200
     assert get(cloud, f"/v1/tasks/{task_id}?verbose=true", h)[1]["taskId"] == task_id

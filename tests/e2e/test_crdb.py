@@ -375,6 +375,9 @@ def test_malformed_requests_get_4xx_in_the_api_shape(rs: Stack) -> None:
         assert_error(status, body, expected)
     status, body, _ = request(rs, "/v1/crdb_tasks", user, headers={"x-padding": "a" * 70_000})
     assert (status, body["error_code"]) == (431, "request_header_fields_too_large")
+    # Plain HTTP on the HTTPS port.
+    status, _, raw = http_get(rs.crdb.replace("https://", "http://") + "/v1/crdb_tasks", {"authorization": basic})
+    assert_error(status, json.loads(raw), 400)
     # Unknown query parameters are ignored, as by the original.
     status, body, _ = request(rs, f"/v1/crdb_tasks/{task_id}?limit=3&x=%FF", user)
     assert (status, body["id"]) == (200, task_id)
