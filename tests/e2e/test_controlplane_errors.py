@@ -396,7 +396,8 @@ def test_no_request_gets_a_5xx_or_a_non_json_body(
     http: httpx.Client, path: str, a: str, b: str, params: dict[str, str | bytes], method: str
 ) -> None:
     query = urllib.parse.urlencode(params)
-    url = path.format(a=a, b=b) + (f"?{query}" if query else "")
+    # Absolute: a relative URL may not start with "//".
+    url = str(http.base_url).rstrip("/") + path.format(a=a, b=b) + (f"?{query}" if query else "")
     reply = http.request(method, url)
     assert reply.status_code < 500, (url, reply.text)
     assert reply.headers["content-type"].startswith("application/json"), (url, reply.headers)
