@@ -135,19 +135,17 @@ def go_uuid_parse(text: str) -> tuple[str | None, str | None]:
     """
     n = len(text.encode("utf-8"))
     s = text
-    if n == 36:
-        pass
-    elif n == 36 + 9:
+    if n == 32:
+        if not all(c in _HEX for c in s):
+            return None, "invalid UUID format"
+        return format_uuid(int(s, 16)), None
+    if n == 36 + 9:
         if s[:9].lower() != "urn:uuid:":
             return None, f"invalid urn prefix: {go_quote(s[:9])}"
         s = s[9:]
     elif n == 36 + 2:
         s = s[1:]
-    elif n == 32:
-        if not all(c in _HEX for c in s):
-            return None, "invalid UUID format"
-        return format_uuid(int(s, 16)), None
-    else:
+    elif n != 36:
         return None, f"invalid UUID length: {n}"
     if len(s) < 36 or s[8] != "-" or s[13] != "-" or s[18] != "-" or s[23] != "-":
         return None, "invalid UUID format"

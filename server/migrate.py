@@ -29,7 +29,7 @@ PG_LOCK_KEY = 0x7461736B74726C  # "tasktrl"
 
 
 class SchemaOutdated(RuntimeError):
-    pass
+    """The store's schema is not the one this code needs: `tasktrail migrate` first."""
 
 
 def _config(connection: Connection | None = None) -> Config:

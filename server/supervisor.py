@@ -4,6 +4,7 @@ them, and stop everything cleanly on Ctrl-C."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import shutil
@@ -125,12 +126,10 @@ def wait_healthy(target: str, child: Child | None, timeout: float = 30.0) -> Non
         while time.monotonic() < deadline:
             if child is not None and not child.alive():
                 raise RuntimeError(f"{child.name} exited early; see {child.log_path}")
-            try:
+            with contextlib.suppress(grpc.RpcError):  # not listening yet
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
-            except grpc.RpcError:
-                pass
             time.sleep(0.1)
     where = f"; see {child.log_path}" if child is not None else ""
     raise TimeoutError(f"{child.name if child else target} did not become healthy within {timeout:.0f} s{where}")
@@ -141,12 +140,9 @@ def wait_envoy_ready(admin: str, child: Child, timeout: float = 30.0) -> None:
     while time.monotonic() < deadline:
         if not child.alive():
             raise RuntimeError(f"Envoy exited early (is a port taken?); see {child.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://{admin}/ready", timeout=1.0) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{admin}/ready", timeout=1.0) as reply:
+            if reply.status == 200:  # not listening yet: OSError
+                return
         time.sleep(0.05)
     raise TimeoutError(f"Envoy was not ready within {timeout:.0f} s; see {child.log_path}")
 

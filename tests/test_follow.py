@@ -181,8 +181,7 @@ async def test_follow_frames(database_url: str) -> None:
             writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
             reader = task_service_pb2_grpc.TaskServiceStub(channel)
             with pytest.raises(aio.AioRpcError) as missing:
-                async for _frame in reader.FollowTaskLog(task_service_pb2.FollowTaskLogRequest(task_id="nope")):
-                    pass
+                await reader.FollowTaskLog(task_service_pb2.FollowTaskLogRequest(task_id="nope")).read()
             assert missing.value.code() == grpc.StatusCode.NOT_FOUND
             task = (
                 await writer.CreateTask(
