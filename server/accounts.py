@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import hmac
 import json
 import os
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,18 +26,14 @@ from typing import TypeVar
 
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 
-from tasktrail.auth import Principal, Role
-from tasktrail.model import Access, Scope, now_us
+from tasktrail.auth import Principal, Role, sha256_hex
+from tasktrail.model import Access, Scope, now_us, utc_minute
 from tasktrail.store import Store, once, write_once
 from tasktrail.store.engine import Reader
 from tasktrail.store.schema import accounts, api_keys
 
 FIRST_ACCOUNT_ID = 1_000_001
 T = TypeVar("T")
-
-
-def _hash(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +53,7 @@ def create_account(conn: Connection, name: str, account_id: str | None = None) -
     key = secrets.token_urlsafe(32)
     conn.execute(
         insert(accounts),
-        [{"account_id": account_id, "name": name, "api_key_hash": _hash(key), "created_at": now_us()}],
+        [{"account_id": account_id, "name": name, "api_key_hash": sha256_hex(key), "created_at": now_us()}],
     )
     return account_id, key
 
@@ -76,7 +70,7 @@ def create_key(conn: Connection, account_id: str, name: str) -> tuple[str, str]:
                 "key_id": key_id,
                 "account_id": account_id,
                 "name": name,
-                "secret_hash": _hash(secret),
+                "secret_hash": sha256_hex(secret),
                 "created_at": now_us(),
                 "revoked_at": None,
             }
@@ -116,8 +110,8 @@ def _lookup(reader: Reader, secret_hash: str) -> tuple[str, str, str, str] | Non
 async def authenticate(store: Store, api_key: str, secret_key: str) -> Principal | None:
     """The account behind a pair of keys: the user key must be live and belong to
     the account the account key names."""
-    row = await store.read(lambda r: _lookup(r, _hash(secret_key)))
-    if row is None or not hmac.compare_digest(row[1], _hash(api_key)):
+    row = await store.read(lambda r: _lookup(r, sha256_hex(secret_key)))
+    if row is None or not hmac.compare_digest(row[1], sha256_hex(api_key)):
         return None
     account_id, _, key_id, name = row
     return Principal(key_id, name, Role.READER, Access.of((Scope.ACCOUNT, account_id)), account_id=account_id)
@@ -234,7 +228,7 @@ def run_list_keys(args: argparse.Namespace, url: str) -> int:
             k.key_id,
             k.account_id,
             k.name,
-            time.strftime("%Y-%m-%d %H:%M", time.gmtime(k.created_at // 1_000_000)),
+            utc_minute(k.created_at),
             "revoked" if k.revoked_at else "active",
         ]
         for k in found

@@ -76,7 +76,7 @@ def access_of(grants: Sequence[str]) -> Access:
     return Access.of(*(parse_grant(g) for g in grants))
 
 
-def _hash(secret: str) -> str:
+def sha256_hex(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -104,7 +104,7 @@ def create_token(conn: Connection, name: str, role: Role, grants: Sequence[str])
                 "name": name,
                 "role": role.value,
                 "grants": json.dumps(list(grants)),
-                "secret_hash": _hash(secret),
+                "secret_hash": sha256_hex(secret),
                 "created_at": now_us(),
                 "revoked_at": None,
             }
@@ -145,7 +145,7 @@ async def authenticate(store: Store, token: str) -> Principal | None:
         return None
     token_id, secret = parts
     row = await store.read(lambda r: _lookup(r, token_id))
-    if row is None or not hmac.compare_digest(row[3], _hash(secret)):
+    if row is None or not hmac.compare_digest(row[3], sha256_hex(secret)):
         return None
     return Principal(token_id, row[0], Role(row[1]), access_of(json.loads(row[2])))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from tasktrail.config import ServerSettings, default_database_url, env, env_int
 from tasktrail.core import SECOND, Limits, Timing
 from tasktrail.dialects.cloud import CloudSettings
+from tasktrail.events import CHANGE_POLL_INTERVAL
 from tasktrail.follow import FollowSettings
 from tasktrail.housekeeping import Housekeeping
 from tasktrail.model import Retention, Scope
@@ -62,7 +63,7 @@ SERVER_OPTIONS: list[tuple[str, str, type, str, object, str]] = [
         "change_poll_interval",
         float,
         "CHANGE_POLL_INTERVAL",
-        0.005,
+        CHANGE_POLL_INTERVAL,
         "how often a process looks for writes of other processes (s)",
     ),
     (

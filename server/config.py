@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tasktrail.core import Limits, Timing
 from tasktrail.dialects.cloud import CloudSettings
+from tasktrail.events import CHANGE_POLL_INTERVAL
 from tasktrail.follow import FollowSettings
 from tasktrail.housekeeping import Housekeeping
 from tasktrail.model import Retention
@@ -45,6 +46,6 @@ class ServerSettings:
     auth: bool = True
     controlplane_auth: bool = False
     # How often a process looks for changes made by other processes.
-    change_poll_interval: float = 0.005
+    change_poll_interval: float = CHANGE_POLL_INTERVAL
     # Seconds in-flight calls get to finish on SIGTERM.
     shutdown_grace: float = 10.0

@@ -29,6 +29,8 @@ from tasktrail.store.engine import CHANGES_CHANNEL, PostgresStore, SqliteStore
 log = logging.getLogger(__name__)
 
 
+# How often a process looks for writes of other processes (SQLite), in seconds.
+CHANGE_POLL_INTERVAL = 0.005
 # With LISTEN doing the work, the versions poll only backs it up.
 BACKUP_POLL_INTERVAL = 1.0
 
@@ -38,7 +40,7 @@ def _on_lost(lost: asyncio.Event, _conn: object) -> None:
 
 
 class ChangeFeed:
-    def __init__(self, store: Store, interval: float = 0.005) -> None:
+    def __init__(self, store: Store, interval: float = CHANGE_POLL_INTERVAL) -> None:
         self.store = store
         self.interval = interval
         self._waiters: dict[str, set[asyncio.Event]] = {}

@@ -18,8 +18,9 @@ import bisect
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import grpc
 
@@ -29,6 +30,7 @@ from tasktrail.model import Access, LogEntry, Status, Task, now_us
 from tasktrail.store import tasks as q
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,30 @@ class FollowSettings:
 
 @dataclass(frozen=True, slots=True)
 class Entries:
+    task_id: str
     entries: list[LogEntry]
+
+
+class BatchCache(Generic[T]):
+    """The followers of one task mostly send the same batch: each form of it
+    (a gRPC frame, an NDJSON or SSE chunk) is made once. Oldest first out."""
+
+    __slots__ = ("_items", "_size")
+
+    def __init__(self, size: int = 64) -> None:
+        self._size = size
+        self._items: dict[tuple[str, str, str, str, int], T] = {}
+
+    def get(self, frame: Entries, form: str, make: Callable[[], T]) -> T:
+        batch = frame.entries
+        key = (frame.task_id, form, batch[0].entry_id, batch[-1].entry_id, len(batch))
+        made = self._items.get(key)
+        if made is None:
+            made = make()
+            if len(self._items) >= self._size:
+                del self._items[next(iter(self._items))]
+            self._items[key] = made
+        return made
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +308,7 @@ class LogHub:
             if batch:
                 cursor = batch[-1].entry_id
                 last_frame = loop.time()
-                yield Entries(batch)
+                yield Entries(feed.task_id, batch)
                 continue
             if feed.gone is not None:
                 yield Broken(feed.gone)

@@ -16,6 +16,11 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
+def utc_minute(us: int) -> str:
+    """A time as the CLI's tables show it: 2026-11-30 13:52 (UTC)."""
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(us // 1_000_000))
+
+
 class Status(enum.Enum):
     """The core lifecycle. Values are the words stored in the database."""
 

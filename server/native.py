@@ -256,28 +256,11 @@ def duration_us(value: duration_pb2.Duration) -> int:
     return value.seconds * 1_000_000 + value.nanos // 1000
 
 
-class FrameCache:
-    """Followers of one task mostly send the same batch: it is converted once."""
-
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self.frames: dict[tuple[str, str, int], task_service_pb2.FollowTaskLogResponse] = {}
-
-    def entries(self, batch: list[LogEntry]) -> task_service_pb2.FollowTaskLogResponse:
-        key = (batch[0].entry_id, batch[-1].entry_id, len(batch))
-        frame = self.frames.get(key)
-        if frame is None:
-            frame = task_service_pb2.FollowTaskLogResponse()
-            frame.entries.entries.extend(to_pb_entry(e) for e in batch)
-            if len(self.frames) >= self.size:
-                del self.frames[next(iter(self.frames))]
-            self.frames[key] = frame
-        return frame
-
-
-def to_pb_frame(frame: follow.Frame, cache: FrameCache) -> task_service_pb2.FollowTaskLogResponse:
+def to_pb_frame(
+    frame: follow.Frame, cache: follow.BatchCache[task_service_pb2.FollowTaskLogResponse]
+) -> task_service_pb2.FollowTaskLogResponse:
     if isinstance(frame, follow.Entries):
-        return cache.entries(frame.entries)
+        return cache.get(frame, "grpc", functools.partial(_entries_frame, frame.entries))
     out = task_service_pb2.FollowTaskLogResponse()
     if isinstance(frame, follow.Beat):
         out.heartbeat.time.CopyFrom(timestamp(frame.at))
@@ -290,6 +273,12 @@ def to_pb_frame(frame: follow.Frame, cache: FrameCache) -> task_service_pb2.Foll
     return out
 
 
+def _entries_frame(batch: list[LogEntry]) -> task_service_pb2.FollowTaskLogResponse:
+    frame = task_service_pb2.FollowTaskLogResponse()
+    frame.entries.entries.extend(to_pb_entry(e) for e in batch)
+    return frame
+
+
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     need = auth.Requirement.READER
 
@@ -297,7 +286,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         self.core = core
         self.gate = gate
         self.hub = hub or follow.LogHub(core)
-        self.frames = FrameCache()
+        self.frames: follow.BatchCache[task_service_pb2.FollowTaskLogResponse] = follow.BatchCache()
 
     @rpc
     async def GetTask(self, request: task_service_pb2.GetTaskRequest, context: Ctx) -> task_service_pb2.GetTaskResponse:

@@ -9,13 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 from tasktrail import auth
 from tasktrail.auth import Role
-from tasktrail.model import Scope
+from tasktrail.model import Scope, utc_minute
 from tasktrail.store import once, write_once
 
 DEV_TOKEN_FILE = "dev-token"
@@ -83,7 +82,7 @@ def run_list(args: argparse.Namespace, url: str) -> int:
             t.name,
             t.role.value,
             ",".join(t.grants),
-            time.strftime("%Y-%m-%d %H:%M", time.gmtime(t.created_at // 1_000_000)),
+            utc_minute(t.created_at),
             "revoked" if t.revoked_at else "active",
         ]
         for t in found

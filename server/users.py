@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import sys
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from tasktrail.auth import Principal, Role
-from tasktrail.model import Access, Scope, now_us
+from tasktrail.model import Access, Scope, now_us, utc_minute
 from tasktrail.store import Store, once, write_once
 from tasktrail.store.engine import Reader
 from tasktrail.store.schema import users
@@ -230,7 +229,7 @@ def run_list(args: argparse.Namespace, url: str) -> int:
         return 0
     from tasktrail.console import table
 
-    rows = [[u.username, time.strftime("%Y-%m-%d %H:%M", time.gmtime(u.created_at // 1_000_000))] for u in found]
+    rows = [[u.username, utc_minute(u.created_at)] for u in found]
     print(table(["USER", "CREATED (UTC)"], rows))
     return 0
 

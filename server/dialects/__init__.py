@@ -11,8 +11,10 @@ reaches Envoy whatever the outcome.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, NoReturn, TypeVar
@@ -98,6 +100,16 @@ async def answer(
     except Exception:
         log.exception("a dialect request failed")
         await abort_http(context, internal)
+
+
+def rfc3339(us: int) -> str:
+    """RFC 3339 in UTC with whole seconds, as Go's time.RFC3339 writes it."""
+    return _rfc3339_seconds(us // 1_000_000)
+
+
+@functools.lru_cache(maxsize=4096)  # a log's entries share their seconds
+def _rfc3339_seconds(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 class Rendered(Generic[M]):

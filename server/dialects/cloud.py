@@ -25,7 +25,7 @@ from tasktrail.core import TaskCore
 from tasktrail.dialects import HttpError, abort_http
 from tasktrail.ids import is_canonical_uuid
 from tasktrail.model import Access, Scope, Status, Task
-from tasktrail.ratelimit import SharedWindow, Verdict
+from tasktrail.ratelimit import SharedWindow
 
 log = logging.getLogger(__name__)
 
@@ -234,4 +234,4 @@ class CloudTaskService(pb_grpc.CloudTaskServiceServicer):
         return render(task, base_url(context))
 
 
-__all__ = ["CloudSettings", "CloudTaskService", "Verdict", "refuse"]
+__all__ = ["CloudSettings", "CloudTaskService", "refuse"]

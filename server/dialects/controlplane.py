@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,9 +21,9 @@ from tasktrail import auth, errors
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
 from tasktrail.core import EVERYTHING, TaskCore, valid_identifier
-from tasktrail.dialects import HttpError, Rendered, abort_http, answer, tails
+from tasktrail.dialects import HttpError, Rendered, abort_http, answer, rfc3339, tails
 from tasktrail.dialects.goa import Validation, designed
-from tasktrail.follow import Broken, LogHub
+from tasktrail.follow import BatchCache, Broken, LogHub
 from tasktrail.ids import go_uuid_parse
 from tasktrail.model import CONTROL_PLANE_SCOPES, Access, LogEntry, LogPage, Scope, Status, Task, TaskQuery, now_us
 
@@ -47,16 +46,6 @@ Ctx = aio.ServicerContext[Any, Any]
 S = TypeVar("S", bound="ControlPlaneTaskService")
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-
-
-def rfc3339(us: int) -> str:
-    """RFC 3339 in UTC with whole seconds, as Go's time.RFC3339 writes it."""
-    return _rfc3339_seconds(us // 1_000_000)
-
-
-@functools.lru_cache(maxsize=4096)  # a log's entries share their seconds
-def _rfc3339_seconds(seconds: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def render_task(task: Task) -> pb.Task:
@@ -137,7 +126,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         # Open unless the operator requires a token on this port.
         self.gate = gate
         self.hub = hub or LogHub(core)
-        self.chunks = tails.ChunkCache()
+        self.chunks: BatchCache[httpbody_pb2.HttpBody] = BatchCache()
         self.rendered = Rendered(render_task)
 
     @staticmethod

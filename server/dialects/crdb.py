@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from tasktrail import auth, errors
 from tasktrail.core import TaskCore
 from tasktrail.crdb.v1 import crdb_pb2 as pb
 from tasktrail.crdb.v1 import crdb_pb2_grpc as pb_grpc
-from tasktrail.dialects import HttpError, abort_http, answer
+from tasktrail.dialects import HttpError, abort_http, answer, rfc3339
 from tasktrail.model import Access, Scope, Status, Task, TaskQuery
 
 Ctx = aio.ServicerContext[Any, Any]
@@ -53,9 +52,7 @@ def error(code: int, error_code: str, description: str, headers: tuple[tuple[str
     return HttpError(code, {"error_code": error_code, "description": description}, headers)
 
 
-def seconds(us: int) -> str:
-    """UTC, whole seconds: 2022-10-12T09:33:41Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(us // 1_000_000))
+seconds = rfc3339  # UTC, whole seconds: 2022-10-12T09:33:41Z, as the RS API writes them
 
 
 def render(task: Task, verbose: bool) -> pb.CrdbTask:

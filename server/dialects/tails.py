@@ -15,6 +15,7 @@ reconnects, and the stream continues right after that entry.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -90,25 +91,11 @@ class Writer:
         return _event("error", payload) if self.fmt is Format.SSE else _json(payload) + "\n"
 
 
-class ChunkCache:
-    """The followers of one task mostly send the same batch: it is rendered once per format."""
-
-    def __init__(self, size: int = 64) -> None:
-        self.size = size
-        self.chunks: dict[tuple[Format, str, str, int], httpbody_pb2.HttpBody] = {}
-
-    def entries(
-        self, writer: Writer, batch: list[LogEntry], render_entry: Callable[[LogEntry], dict[str, Any]]
-    ) -> httpbody_pb2.HttpBody:
-        key = (writer.fmt, batch[0].entry_id, batch[-1].entry_id, len(batch))
-        chunk = self.chunks.get(key)
-        if chunk is None:
-            rendered = [(e.entry_id, {**render_entry(e), "entry_id": e.entry_id}) for e in batch]
-            chunk = writer.body(writer.entries(rendered))
-            if len(self.chunks) >= self.size:
-                del self.chunks[next(iter(self.chunks))]
-            self.chunks[key] = chunk
-        return chunk
+def _entries_chunk(
+    writer: Writer, batch: list[LogEntry], render_entry: Callable[[LogEntry], dict[str, Any]]
+) -> httpbody_pb2.HttpBody:
+    rendered = [(e.entry_id, {**render_entry(e), "entry_id": e.entry_id}) for e in batch]
+    return writer.body(writer.entries(rendered))
 
 
 async def stream(
@@ -119,14 +106,15 @@ async def stream(
     status_word: Callable[[Status], str],
     error_body: Callable[[follow.Broken], Mapping[str, Any]],
     now: int,
-    cache: ChunkCache,
+    cache: follow.BatchCache[httpbody_pb2.HttpBody],
 ) -> AsyncIterator[httpbody_pb2.HttpBody]:
     """The chunks of one follow; `frames` has already started (errors before the
     first frame are the caller's to answer as a normal error)."""
     yield writer.body(writer.opening(render_time(now)))
     async for frame in frames:
         if isinstance(frame, follow.Entries):
-            yield cache.entries(writer, frame.entries, render_entry)
+            make = functools.partial(_entries_chunk, writer, frame.entries, render_entry)
+            yield cache.get(frame, writer.fmt.value, make)
         elif isinstance(frame, follow.Beat):
             yield writer.body(writer.heartbeat(render_time(frame.at)))
         elif isinstance(frame, follow.Ended):

@@ -203,16 +203,6 @@ class SqliteStore(Store):
             self._reader = None
 
 
-class _SaReader:
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
-        return [tuple(r) for r in self._conn.execute(stmt, dict(params))]
-
-
 # The channel on which every write names the task it changed.
 CHANGES_CHANNEL = "tasktrail_changes"
 _NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', :task_id)")

@@ -9,7 +9,7 @@ import pytest
 from grpc import aio
 
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
-from tasktrail.dialects.controlplane import rfc3339
+from tasktrail.dialects import rfc3339
 from tasktrail.v1 import task_pb2, writer_service_pb2, writer_service_pb2_grpc
 
 pytestmark = pytest.mark.anyio
