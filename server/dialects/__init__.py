@@ -22,8 +22,8 @@ from typing import Any, Generic, NoReturn, TypeVar
 import grpc
 from grpc import aio
 
-from tasktrail import errors
-from tasktrail.model import Task
+from tasktrail import auth, errors
+from tasktrail.model import Access, Scope, Task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +53,9 @@ class HttpError(Exception):
     status: int
     body: Mapping[str, Any]
     headers: tuple[tuple[str, str], ...] = field(default=())
+
+    def with_headers(self, headers: tuple[tuple[str, str], ...]) -> HttpError:
+        return HttpError(self.status, self.body, (*self.headers, *headers)) if headers else self
 
     @property
     def message(self) -> str:
@@ -85,16 +88,17 @@ async def answer(
     call: Awaitable[T],
     translate: Callable[[errors.CoreError], HttpError],
     internal: HttpError,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> T:
     """Runs a dialect's handler; every failure leaves as the dialect's own HTTP
-    answer: its HttpErrors as they are, core errors translated, anything else
-    logged and answered as `internal`."""
+    answer: its HttpErrors as they are, core errors translated (both with
+    `headers` added), anything else logged and answered as `internal`."""
     try:
         return await call
     except HttpError as exc:
-        await abort_http(context, exc)
+        await abort_http(context, exc.with_headers(headers))
     except errors.CoreError as exc:
-        await abort_http(context, translate(exc))
+        await abort_http(context, translate(exc).with_headers(headers))
     except aio.AbortError:
         raise
     except Exception:
@@ -110,6 +114,21 @@ def rfc3339(us: int) -> str:
 @functools.lru_cache(maxsize=4096)  # a log's entries share their seconds
 def _rfc3339_seconds(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+_OPEN: dict[tuple[Scope, ...], Access] = {}
+
+
+def caller_access(scopes: tuple[Scope, ...]) -> Access:
+    """The caller's access within a dialect's scopes; all of them on a port
+    that asks for no credentials (made once per set of scopes)."""
+    principal = auth.current.get()
+    if principal is not None:
+        return principal.access.restricted_to(scopes)
+    open_access = _OPEN.get(scopes)
+    if open_access is None:
+        open_access = _OPEN[scopes] = Access.everything().restricted_to(scopes)
+    return open_access
 
 
 class Rendered(Generic[M]):

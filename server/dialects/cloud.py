@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import http
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,12 +21,11 @@ from tasktrail import auth, errors
 from tasktrail.cloud.v1 import cloud_pb2 as pb
 from tasktrail.cloud.v1 import cloud_pb2_grpc as pb_grpc
 from tasktrail.core import TaskCore
-from tasktrail.dialects import HttpError, abort_http
+from tasktrail.dialects import HttpError, abort_http, answer, caller_access
 from tasktrail.ids import is_canonical_uuid
 from tasktrail.model import Access, Scope, Status, Task
 from tasktrail.ratelimit import SharedWindow
 
-log = logging.getLogger(__name__)
 
 Ctx = aio.ServicerContext[Any, Any]
 S = TypeVar("S", bound="CloudTaskService")
@@ -173,34 +171,30 @@ def endpoint(fn: Callable[[S, Req, Ctx], Awaitable[Resp]]) -> Callable[[S, Req, 
         key = principal.account_id if principal is not None and principal.account_id else "anonymous"
         verdict = await self.limiter.hit(key)
         limit_headers = ((REMAINING_HEADER, str(verdict.remaining)),)
-        try:
-            if not verdict.allowed:
-                raise error(
+        if not verdict.allowed:
+            await abort_http(
+                context,
+                error(
                     429,
                     "TOO_MANY_REQUESTS",
                     f"more than {self.settings.rate_limit} requests a minute for this account: "
                     f"retry in {verdict.retry_after} s",
                     ((RETRY_AFTER_HEADER, str(verdict.retry_after)), *limit_headers),
-                )
-            reply = await fn(self, request, context)
-            await context.send_initial_metadata(limit_headers)
-            return reply
-        except HttpError as exc:
-            await abort_http(context, exc if exc.status == 429 else _with(exc, limit_headers))
-        except errors.NotFound:
-            await abort_http(context, _with(error(404, "TASK_NOT_FOUND", "Task not found"), limit_headers))
-        except aio.AbortError:
-            raise
-        except Exception:
-            log.exception("cloud request failed")
-            await abort_http(context, error(500, "GENERAL_ERROR", "General error occurred"))
-        raise AssertionError("abort returns only by raising")
+                ),
+            )
+        reply = await answer(context, fn(self, request, context), _translate, INTERNAL, limit_headers)
+        await context.send_initial_metadata(limit_headers)
+        return reply
 
     return wrapper
 
 
-def _with(exc: HttpError, headers: tuple[tuple[str, str], ...]) -> HttpError:
-    return HttpError(exc.status, exc.body, (*exc.headers, *headers))
+INTERNAL = error(500, "GENERAL_ERROR", "General error occurred")
+
+
+def _translate(exc: errors.CoreError) -> HttpError:
+    # Only NotFound reaches here (ids are checked first); anything else is the general error.
+    return error(404, "TASK_NOT_FOUND", "Task not found") if isinstance(exc, errors.NotFound) else INTERNAL
 
 
 class CloudTaskService(pb_grpc.CloudTaskServiceServicer):
@@ -210,11 +204,10 @@ class CloudTaskService(pb_grpc.CloudTaskServiceServicer):
         self.settings = settings or CloudSettings()
         self.limiter = SharedWindow(core.store, self.settings.rate_limit, self.settings.rate_window)
 
-    def account(self) -> Access:
-        principal = auth.current.get()
-        if principal is None:  # a server run without credentials (tests): every account
-            return Access(scopes=frozenset({Scope.ACCOUNT}))
-        return principal.access.restricted_to((Scope.ACCOUNT,))
+    @staticmethod
+    def account() -> Access:
+        """The caller's account (every account on a server run without credentials)."""
+        return caller_access((Scope.ACCOUNT,))
 
     @endpoint
     async def ListTasks(self, request: pb.ListTasksRequest, context: Ctx) -> pb.ListTasksResponse:

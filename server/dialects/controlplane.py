@@ -20,8 +20,8 @@ from grpc import aio
 from tasktrail import auth, errors
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
-from tasktrail.core import EVERYTHING, TaskCore, valid_identifier
-from tasktrail.dialects import HttpError, Rendered, abort_http, answer, rfc3339, tails
+from tasktrail.core import TaskCore, valid_identifier
+from tasktrail.dialects import HttpError, Rendered, abort_http, answer, caller_access, rfc3339, tails
 from tasktrail.dialects.goa import Validation, designed
 from tasktrail.follow import BatchCache, Broken, LogHub
 from tasktrail.ids import go_uuid_parse
@@ -36,7 +36,6 @@ MAX_ID_LENGTH = 36
 HAS_MORE_HEADER = "x-has-more"
 
 NOT_FOUND_MESSAGE = "no task found with the given ID"
-_OPEN = EVERYTHING.restricted_to(CONTROL_PLANE_SCOPES)
 INVALID_ID_MESSAGE = (
     "valid IDs must be 1-36 characters long, contain only lowercase letters, digits, and hyphens, "
     "start and end with a letter or digit, and not contain two consecutive hyphens"
@@ -102,9 +101,12 @@ def endpoint(
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Ctx) -> Resp:
         await self.gate.admit(context, auth.Requirement.READER)
-        return await answer(context, fn(self, request, context), _translate, designed("server_error", "internal error"))
+        return await answer(context, fn(self, request, context), _translate, INTERNAL)
 
     return wrapper
+
+
+INTERNAL = designed("server_error", "internal error")
 
 
 def _translate(exc: errors.CoreError) -> HttpError:
@@ -132,8 +134,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
     @staticmethod
     def _access() -> Access:
         """Control-plane tasks, within the caller's token when the port requires one."""
-        principal = auth.current.get()
-        return _OPEN if principal is None else principal.access.restricted_to(CONTROL_PLANE_SCOPES)
+        return caller_access(CONTROL_PLANE_SCOPES)
 
     # -- requests, decoded and validated as Goa's generated decoders do ----------
 
@@ -344,7 +345,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
             assert task_id is not None
             return await self.hub.open(task_id, self._access().within(scope, entity)), after
 
-        internal = designed("server_error", "internal error")
+        internal = INTERNAL
         task, after = await answer(context, open_task(), _translate, internal)
         chunks = tails.stream(
             self.hub.follow(task, after),

@@ -22,7 +22,7 @@ from tasktrail import auth, errors
 from tasktrail.core import TaskCore
 from tasktrail.crdb.v1 import crdb_pb2 as pb
 from tasktrail.crdb.v1 import crdb_pb2_grpc as pb_grpc
-from tasktrail.dialects import HttpError, abort_http, answer, rfc3339
+from tasktrail.dialects import HttpError, abort_http, answer, caller_access, rfc3339
 from tasktrail.model import Access, Scope, Status, Task, TaskQuery
 
 Ctx = aio.ServicerContext[Any, Any]
@@ -106,14 +106,16 @@ def _translate(exc: errors.CoreError) -> HttpError:
     return error(400, "invalid_request", exc.message)
 
 
+INTERNAL = error(500, "internal_error", "Internal server error")
+
+
 def endpoint(fn: Callable[[S, Req, Ctx], Awaitable[Resp]]) -> Callable[[S, Req, Ctx], Awaitable[Resp]]:
     """Checks the caller first; answers every failure in the API's error shape."""
 
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Ctx) -> Resp:
         await self.gate.admit(context, auth.Requirement.READER)
-        internal = error(500, "internal_error", "Internal server error")
-        return await answer(context, fn(self, request, context), _translate, internal)
+        return await answer(context, fn(self, request, context), _translate, INTERNAL)
 
     return wrapper
 
@@ -138,11 +140,9 @@ class CrdbTaskService(pb_grpc.CrdbTaskServiceServicer):
         self.core = core
         self.gate = gate
 
-    def access(self) -> Access:
-        principal = auth.current.get()
-        if principal is None:  # a server run without credentials (tests)
-            return Access(scopes=frozenset({Scope.CRDB}))
-        return principal.access.restricted_to((Scope.CRDB,))
+    @staticmethod
+    def access() -> Access:
+        return caller_access((Scope.CRDB,))
 
     @endpoint
     async def ListCrdbTasks(self, request: pb.ListCrdbTasksRequest, context: Ctx) -> httpbody_pb2.HttpBody:
