@@ -26,7 +26,6 @@ from tasktrail.ids import is_canonical_uuid
 from tasktrail.model import Access, Scope, Status, Task
 from tasktrail.ratelimit import SharedWindow
 
-
 Ctx = aio.ServicerContext[Any, Any]
 S = TypeVar("S", bound="CloudTaskService")
 Req = TypeVar("Req")
