@@ -11,6 +11,8 @@ are whole scopes ("database") or single entities ("account:1234").
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextvars
 import enum
 import hashlib
@@ -160,6 +162,24 @@ def bearer(metadata: Any) -> str | None:
     return None
 
 
+def basic_credentials(metadata: Any) -> tuple[str, str] | None:
+    """`authorization: Basic …` as (user, password); None when there is no such
+    header; ("", "") when there is one that cannot be read."""
+    for key, value in metadata or ():
+        if key != "authorization" or not isinstance(value, str):
+            continue
+        scheme, _, encoded = value.strip().partition(" ")
+        if scheme.lower() != "basic":
+            continue
+        try:
+            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return "", ""
+        name, colon, password = decoded.partition(":")
+        return (name, password) if colon and name else ("", "")
+    return None
+
+
 def api_keys(metadata: Any) -> tuple[str | None, str | None]:
     """A cloud account's `x-api-key` and a user's `x-api-secret-key`."""
     found: dict[str, str] = {}
@@ -198,13 +218,14 @@ class Gate:
         refuse: Refusal = refuse_grpc,
         missing: str = "a token is required: metadata authorization: Bearer <token>",
     ) -> None:
-        from tasktrail import users
+        from tasktrail import accounts, users
 
         # No store: the gate is open (a server run without tokens, in tests).
         self.store = store
         self.refuse = refuse
         self.missing = missing
         self.users = users.VERIFIER
+        self.account_keys = accounts.authenticate
 
     async def admit(self, context: aio.ServicerContext[Any, Any], need: Requirement) -> None:
         """Returns when the call may go on; a refusal aborts the call (it raises).
@@ -212,30 +233,24 @@ class Gate:
         pair of API keys (`x-api-key`, `x-api-secret-key`), which read that
         account's tasks only, or a user's password (`authorization: Basic …`),
         which reads CRDB tasks only."""
-        from tasktrail.users import basic_credentials
-
         if self.store is None:
             return
         metadata = context.invocation_metadata()
-        token = bearer(metadata)
-        api_key, secret_key = api_keys(metadata)
-        basic = basic_credentials(metadata)
-        if basic is not None:
+        if (basic := basic_credentials(metadata)) is not None:
             principal = await self.users.authenticate(self.store, *basic) if basic[0] else None
             problem = "the user name or password is wrong"
-        elif token is not None:
+        elif (token := bearer(metadata)) is not None:
             principal = await authenticate(self.store, token)
             problem = "the token is unknown or revoked"
-        elif api_key is not None or secret_key is not None:
-            from tasktrail import accounts
-
+        else:
+            api_key, secret_key = api_keys(metadata)
+            if api_key is None and secret_key is None:
+                await self.refuse(context, self.missing)
+                raise AssertionError("a refusal aborts the call")
             principal = None
             if api_key is not None and secret_key is not None:
-                principal = await accounts.authenticate(self.store, api_key, secret_key)
+                principal = await self.account_keys(self.store, api_key, secret_key)
             problem = "the API keys are missing, unknown or revoked: x-api-key and x-api-secret-key"
-        else:
-            await self.refuse(context, self.missing)
-            raise AssertionError("a refusal aborts the call")
         if principal is None:
             await self.refuse(context, problem)
             raise AssertionError("a refusal aborts the call")

@@ -322,7 +322,7 @@ class TaskCore:
             now = now_us()
             task = self._locked(conn, task_id, access, now)
             if task.completed_at is None:
-                retention = task.retention_us if task.retention_us is not None else self.retention.for_scope(task.scope)
+                retention = self._retention_of(task)
                 if retention is None or retention >= keep_us:
                     return task
                 return q.save_task(conn, task, dataclasses.replace(task, retention_us=keep_us))
@@ -496,10 +496,14 @@ class TaskCore:
             raise errors.NotFound(f"no task {task_id}")
         return _visible(task, task_id, access)
 
+    def _retention_of(self, task: Task) -> int | None:
+        """How long a task stays readable once it ends: its own, or its scope's (µs; None: for ever)."""
+        return task.retention_us if task.retention_us is not None else self.retention.for_scope(task.scope)
+
     def _ended(self, task: Task) -> Task:
         """A task that just became terminal: its lease ends, its retention starts."""
         assert task.completed_at is not None
-        retention = task.retention_us if task.retention_us is not None else self.retention.for_scope(task.scope)
+        retention = self._retention_of(task)
         return dataclasses.replace(
             task,
             lease_id=None,

@@ -24,7 +24,7 @@ import asyncpg
 
 from tasktrail.store import Store
 from tasktrail.store import tasks as q
-from tasktrail.store.engine import CHANGES_CHANNEL, PostgresStore, SqliteStore
+from tasktrail.store.engine import CHANGES_CHANNEL, ORIGIN, PostgresStore, SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +117,10 @@ class ChangeFeed:
             self._notify_all()
             await asyncio.sleep(1.0)
 
-    def _heard(self, _conn: object, _pid: int, _channel: str, task_id: object) -> None:
-        self.notify(str(task_id))
+    def _heard(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        origin, _, task_id = str(payload).partition(" ")
+        if origin != ORIGIN:  # this process's own writes woke its waiters already
+            self.notify(task_id)
 
     def _notify_all(self) -> None:
         for task_id in list(self._waiters):

@@ -259,10 +259,8 @@ class LogHub:
         self.settings = settings or FollowSettings()
         self.feeds: dict[str, TaskFeed] = {}
         self.stopping = False
-
-    @property
-    def followers(self) -> int:
-        return sum(feed.followers for feed in self.feeds.values())
+        # Followers of every feed, kept as they come and go.
+        self.followers = 0
 
     async def close(self) -> None:
         """Tell every follower the server is stopping: they resume elsewhere."""
@@ -283,11 +281,13 @@ class LogHub:
             feed = self.feeds[task_id] = TaskFeed(self, task)
             feed.start()
         feed.followers += 1
+        self.followers += 1
         try:
             async for frame in self._frames(feed, after):
                 yield frame
         finally:
             feed.followers -= 1
+            self.followers -= 1
             if feed.followers == 0 and self.feeds.get(task_id) is feed:
                 del self.feeds[task_id]
                 await feed.stop()

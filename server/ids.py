@@ -62,17 +62,25 @@ def next_id_after(previous: str | None, now_ms: int) -> str:
     prev = parse_uuid(previous)
     if candidate > prev:
         return format_uuid(candidate)
-    prev_ms = prev >> 80
-    if (prev >> 76) & 0xF == 7 and (prev >> 62) & 0b11 == 0b10:
-        # A v7 predecessor: step its 74 random bits, carrying into the time.
-        rand = _rand74(prev) + 1 + (int.from_bytes(os.urandom(2), "big") & 0xFFF)
+    return format_uuid(_step(prev, int.from_bytes(os.urandom(2), "big"), _is_v7(prev)))
+
+
+def _is_v7(value: int) -> bool:
+    return (value >> 76) & 0xF == 7 and (value >> 62) & 0b11 == 0b10
+
+
+def _step(value: int, noise: int, v7: bool) -> int:
+    """The next id after `value`: a v7 steps its 74 random bits by 1 + 12 bits of
+    `noise`, carrying into the time; any other UUID is followed by the next
+    128-bit value, which keeps the order."""
+    if v7:
+        rand = _rand74(value) + 1 + (noise & 0xFFF)
         if rand >= 1 << 74:
-            return format_uuid(_v7(prev_ms + 1, rand & ((1 << 74) - 1)))
-        return format_uuid(_v7(prev_ms, rand))
-    # Any other UUID: the next 128-bit value keeps the order.
-    if prev >= _MAX:
+            return _v7((value >> 80) + 1, rand & ((1 << 74) - 1))
+        return _v7(value >> 80, rand)
+    if value >= _MAX:
         raise ValueError("no UUID is greater than ffffffff-ffff-ffff-ffff-ffffffffffff")
-    return format_uuid(prev + 1)
+    return value + 1
 
 
 def ids_after(previous: str | None, now_ms: int, count: int) -> list[str]:
@@ -83,15 +91,9 @@ def ids_after(previous: str | None, now_ms: int, count: int) -> list[str]:
     value = parse_uuid(first)
     out = [first]
     steps = os.urandom(count * 2)
-    v7 = (value >> 76) & 0xF == 7
+    v7 = _is_v7(value)
     for i in range(1, count):
-        if v7:
-            ms, rand = value >> 80, _rand74(value) + 1 + (((steps[2 * i] << 8) | steps[2 * i + 1]) & 0xFFF)
-            if rand >= 1 << 74:
-                ms, rand = ms + 1, rand & ((1 << 74) - 1)
-            value = _v7(ms, rand)
-        else:
-            value += 1
+        value = _step(value, (steps[2 * i] << 8) | steps[2 * i + 1], v7)
         out.append(format_uuid(value))
     return out
 

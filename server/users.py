@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -30,7 +28,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, select
 
@@ -65,24 +62,6 @@ def verify_password(password: str, stored: str) -> bool:
     except ValueError:
         return False
     return hmac.compare_digest(computed, bytes.fromhex(digest))
-
-
-def basic_credentials(metadata: Any) -> tuple[str, str] | None:
-    """`authorization: Basic …` as (user, password); None when there is no such
-    header; ("", "") when there is one that cannot be read."""
-    for key, value in metadata or ():
-        if key != "authorization" or not isinstance(value, str):
-            continue
-        scheme, _, encoded = value.strip().partition(" ")
-        if scheme.lower() != "basic":
-            continue
-        try:
-            decoded = base64.b64decode(encoded.strip(), validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return "", ""
-        name, colon, password = decoded.partition(":")
-        return (name, password) if colon and name else ("", "")
-    return None
 
 
 @dataclass(frozen=True, slots=True)

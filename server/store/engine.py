@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import secrets
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -205,7 +206,10 @@ class SqliteStore(Store):
 
 # The channel on which every write names the task it changed.
 CHANGES_CHANNEL = "tasktrail_changes"
-_NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', :task_id)")
+# A notice is "<origin> <task id>": the writing process has told its own waiters
+# already, so its listener skips its own notices.
+ORIGIN = secrets.token_hex(8)
+_NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '{ORIGIN} ' || :task_id)")
 
 
 _PG_DIALECT = postgresql_dialect.asyncpg.dialect()  # type: ignore[no-untyped-call]

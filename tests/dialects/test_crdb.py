@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import base64
 
+from tasktrail.auth import basic_credentials
 from tasktrail.dialects.crdb import render, seconds, to_json
 from tasktrail.model import ErrorDetail, Progress, Scope, Status, TargetProgress, Task, TaskError
-from tasktrail.users import basic_credentials, hash_password, verify_password
+from tasktrail.users import hash_password, verify_password
 
 GUID = "1d7741cc-1110-4e2f-bc6c-935292783d24"
 
