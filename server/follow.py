@@ -296,11 +296,14 @@ class LogHub:
         settings = self.settings
         loop = asyncio.get_running_loop()
         last_frame = loop.time()
+        changed: asyncio.Future[None] | None = None
         while True:
             if self.stopping:
                 yield Broken(Stopping("the server is stopping: resume after the last entry you got"))
                 return
-            changed = feed.waiter()
+            # One waiter at a time: a pending one still hears of every change after it was taken.
+            if changed is None or changed.done():
+                changed = feed.waiter()
             batch = feed.after(cursor, settings.batch)
             if batch is None:  # behind the buffer: read the store directly until caught up
                 read = functools.partial(q.log_forward_after, task_id=feed.task_id, after=cursor, limit=settings.batch)
