@@ -227,19 +227,17 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    servers: list[Child] = []
+    def serve(name: str, port: int) -> Child:
+        argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
+        return Child(name, argv, data_dir / "logs" / f"{name}.log")
+
     remote: list[tuple[str, int]] = args.backend
     backends = remote or [(args.host, args.server_port + i) for i in range(args.replicas)]
-    for i in range(0 if remote else args.replicas):
-        port = args.server_port + i
-        argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
-        servers.append(Child(f"server-{i}", argv, data_dir / "logs" / f"server-{i}.log"))
+    servers = [serve(f"server-{i}", args.server_port + i) for i in range(0 if remote else args.replicas)]
     writers: list[tuple[str, int]] = []
     if args.write_lane and not remote:
-        port = args.server_port + args.replicas
-        argv = [sys.executable, "-m", "tasktrail", "serve", *server_argv, "--host", args.host, "--port", str(port)]
-        servers.append(Child("writer", argv, data_dir / "logs" / "writer.log"))
-        writers.append((args.host, port))
+        servers.append(serve("writer", args.server_port + args.replicas))
+        writers.append((args.host, args.server_port + args.replicas))
     certificate = tls.server_certificate(data_dir, args.host, args.tls_cert, args.tls_key)
     config_path = data_dir / "envoy" / "envoy.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
