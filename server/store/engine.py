@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -37,6 +37,7 @@ from sqlalchemy.sql import Select
 from sqlalchemy.util import await_only, greenlet_spawn
 
 T = TypeVar("T")
+C = TypeVar("C")
 Row = tuple[Any, ...]
 
 
@@ -111,24 +112,37 @@ def sqlite_engine(url: str, options: StoreOptions) -> Engine:
     return engine
 
 
+class _Compiled(Generic[C]):
+    """Statements compiled once each, by the statement object (kept with its
+    SQL, so that its id stays its own)."""
+
+    __slots__ = ("_compile", "_items")
+
+    def __init__(self, compile_one: Callable[[Select[Any]], C]) -> None:
+        self._compile = compile_one
+        self._items: dict[int, tuple[Select[Any], C]] = {}
+
+    def __call__(self, stmt: Select[Any]) -> C:
+        hit = self._items.get(id(stmt))
+        if hit is None or hit[0] is not stmt:
+            hit = self._items[id(stmt)] = (stmt, self._compile(stmt))
+        return hit[1]
+
+
+def _compile_sqlite(stmt: Select[Any]) -> tuple[str, dict[str, Any]]:
+    """The SQL, and the default parameters (such as OFFSET's 0)."""
+    compiled = stmt.compile(dialect=_SQLITE_NAMED)
+    return str(compiled), {k: v for k, v in compiled.params.items() if v is not None}
+
+
 class _SqliteReader:
     """Executes compiled SQLAlchemy statements with the stdlib driver."""
 
-    __slots__ = ("_compiled", "_conn")
+    __slots__ = ("_conn", "_sql")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        # id(stmt) -> (stmt, SQL, default parameters such as OFFSET's 0)
-        self._compiled: dict[int, tuple[Select[Any], str, dict[str, Any]]] = {}
-
-    def _sql(self, stmt: Select[Any]) -> tuple[str, dict[str, Any]]:
-        hit = self._compiled.get(id(stmt))
-        if hit is None or hit[0] is not stmt:
-            compiled = stmt.compile(dialect=_SQLITE_NAMED)
-            defaults = {k: v for k, v in compiled.params.items() if v is not None}
-            # The statement is kept with its SQL, so its id stays its own.
-            hit = self._compiled[id(stmt)] = (stmt, str(compiled), defaults)
-        return hit[1], hit[2]
+        self._sql = _Compiled(_compile_sqlite)
 
     def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
         sql, defaults = self._sql(stmt)
@@ -214,8 +228,13 @@ _NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '{ORIGIN} ' || :task_id)"
 
 _PG_DIALECT = postgresql_dialect.asyncpg.dialect()  # type: ignore[no-untyped-call]
 PgConnection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-# A statement, its SQL, its parameters in order, and the values bound in it.
-_PgCompiled = tuple[Select[Any], str, tuple[str, ...], dict[str, Any]]
+
+
+def _compile_pg(stmt: Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The SQL, its parameters in order, and the values bound in the statement
+    itself (its defaults)."""
+    compiled = stmt.compile(dialect=_PG_DIALECT, compile_kwargs={"render_postcompile": True})
+    return str(compiled), tuple(compiled.positiontup or ()), compiled.params
 
 
 class _PgReader:
@@ -225,18 +244,12 @@ class _PgReader:
 
     __slots__ = ("_compiled", "_conn")
 
-    def __init__(self, conn: PgConnection, compiled: dict[int, _PgCompiled]) -> None:
+    def __init__(self, conn: PgConnection, compiled: _Compiled[tuple[str, tuple[str, ...], dict[str, Any]]]) -> None:
         self._conn = conn
         self._compiled = compiled
 
     def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
-        hit = self._compiled.get(id(stmt))
-        if hit is None or hit[0] is not stmt:
-            compiled = stmt.compile(dialect=_PG_DIALECT, compile_kwargs={"render_postcompile": True})
-            # The statement is kept with its SQL, so its id stays its own; values bound
-            # in the statement itself are its defaults.
-            hit = self._compiled[id(stmt)] = (stmt, str(compiled), tuple(compiled.positiontup or ()), compiled.params)
-        _, sql, names, defaults = hit
+        sql, names, defaults = self._compiled(stmt)
         args = [params[n] if n in params else defaults[n] for n in names]
         return [tuple(r) for r in await_only(self._conn.fetch(sql, *args))]
 
@@ -252,7 +265,7 @@ class PostgresStore(Store):
         self._pool: asyncpg.Pool | None = None
         self._pool_made: asyncio.Lock | None = None
         self._closed = False
-        self._compiled: dict[int, _PgCompiled] = {}
+        self._compiled = _Compiled(_compile_pg)
 
     async def _readers(self) -> asyncpg.Pool:
         if self._pool is None:
