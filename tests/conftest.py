@@ -62,9 +62,12 @@ def database_url(tmp_path: Path) -> Iterator[str]:
     databases.drop(url)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def anyio_backend() -> str:
-    return "asyncio"  # grpc.aio runs on asyncio
+    # grpc.aio runs on asyncio; one event loop for every async test, because
+    # grpc.aio's poller serves one process-wide queue and may still hand a
+    # completion of a finished test to that test's loop after it closed.
+    return "asyncio"
 
 
 @pytest.fixture
