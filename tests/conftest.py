@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio.pytest_plugin
 import grpc
 import pytest
 from grpc import aio
@@ -64,10 +65,19 @@ def database_url(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
-    # grpc.aio runs on asyncio; one event loop for every async test, because
-    # grpc.aio's poller serves one process-wide queue and may still hand a
-    # completion of a finished test to that test's loop after it closed.
-    return "asyncio"
+    return "asyncio"  # grpc.aio runs on asyncio
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_event_loop() -> Iterator[None]:
+    """One event loop for every async test. anyio keeps its test runner, and so its
+    loop, open while anyone holds it: this holds it for the session. grpc.aio's
+    poller serves one process-wide queue and may still hand a completion of a
+    finished test to that test's loop; had that loop closed, the next test would
+    fail on "Event loop is closed". So every grpc.aio call in the tests runs on
+    this loop (none under an asyncio.run of its own)."""
+    with anyio.pytest_plugin.get_runner("asyncio", {}):
+        yield
 
 
 @pytest.fixture

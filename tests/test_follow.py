@@ -142,6 +142,7 @@ async def scenario(
             databases.drop(url)
 
 
+@pytest.mark.anyio
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     writers=st.integers(1, 4),
@@ -150,12 +151,13 @@ async def scenario(
     cuts=st.lists(st.lists(st.integers(1, 20), max_size=4), min_size=1, max_size=3),
     late=st.integers(0, 2),
 )
-def test_every_follower_gets_the_store_sequence(
+async def test_every_follower_gets_the_store_sequence(
     writers: int, batches: list[int], followers: int, cuts: list[list[int]], late: int
 ) -> None:
-    asyncio.run(scenario(writers, batches, followers, cuts, late))
+    await scenario(writers, batches, followers, cuts, late)
 
 
+@pytest.mark.anyio
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     writers=st.integers(1, 4),
@@ -165,10 +167,10 @@ def test_every_follower_gets_the_store_sequence(
     late=st.integers(0, 2),
     replicas=st.integers(2, 3),
 )
-def test_followers_on_other_replicas_get_the_store_sequence(
+async def test_followers_on_other_replicas_get_the_store_sequence(
     writers: int, batches: list[int], followers: int, cuts: list[list[int]], late: int, replicas: int
 ) -> None:
-    asyncio.run(scenario(writers, batches, followers, cuts, late, replicas))
+    await scenario(writers, batches, followers, cuts, late, replicas)
 
 
 @pytest.mark.anyio

@@ -5,7 +5,6 @@ supervisor brings it back into rotation."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import threading
@@ -15,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc import aio
 
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2
 from tests.conftest import Stack, start_stack, stop_stack
@@ -52,18 +50,18 @@ def host_flags(stack: Stack, port: int) -> str:
     return " ".join(x for x in lines if x.startswith(f"tasktrail::127.0.0.1:{port}::health_flags::"))
 
 
-async def follow(target: str, token: str, task_id: str) -> tuple[list[str], int, int]:
+def follow(target: str, token: str, task_id: str) -> tuple[list[str], int, int]:
     """A follower through Envoy that resumes after its last entry whenever its
     stream breaks; (entry ids, end status, resumes)."""
     got: list[str] = []
     resumes = 0
     metadata = (("authorization", f"Bearer {token}"),)
-    async with aio.insecure_channel(target) as channel:
+    with grpc.insecure_channel(target) as channel:
         reader = task_service_pb2_grpc.TaskServiceStub(channel)
         while True:
             request = task_service_pb2.FollowTaskLogRequest(task_id=task_id, after_entry_id=got[-1] if got else "")
             try:
-                async for frame in reader.FollowTaskLog(request, metadata=metadata):
+                for frame in reader.FollowTaskLog(request, metadata=metadata):
                     kind = frame.WhichOneof("frame")
                     if kind == "entries":
                         got.extend(e.entry_id for e in frame.entries.entries)
@@ -73,7 +71,7 @@ async def follow(target: str, token: str, task_id: str) -> tuple[list[str], int,
                 if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL):
                     raise
             resumes += 1
-            await asyncio.sleep(0.05)
+            time.sleep(0.05)
 
 
 def test_followers_resume_on_another_replica_when_one_is_killed(tmp_path: Path) -> None:
@@ -88,16 +86,12 @@ def test_followers_resume_on_another_replica_when_one_is_killed(tmp_path: Path) 
         )
         results: list[tuple[list[str], int, int]] = []
 
-        def run_followers() -> None:
-            async def all_of_them() -> list[tuple[list[str], int, int]]:
-                return await asyncio.gather(
-                    *(follow(stack.grpc_target, stack.token, task.task_id) for _ in range(FOLLOWERS))
-                )
-
-            results.extend(asyncio.run(all_of_them()))
-
-        followers = threading.Thread(target=run_followers)
-        followers.start()
+        followers = [
+            threading.Thread(target=lambda: results.append(follow(stack.grpc_target, stack.token, task.task_id)))
+            for _ in range(FOLLOWERS)
+        ]
+        for thread in followers:
+            thread.start()
         time.sleep(1.0)  # every follower attached
 
         stopping = threading.Event()
@@ -147,8 +141,9 @@ def test_followers_resume_on_another_replica_when_one_is_killed(tmp_path: Path) 
             writer_service_pb2.UpdateTaskRequest(task_id=task.task_id, status=task_pb2.TASK_STATUS_COMPLETED),
             timeout=10,
         )
-        followers.join(60)
-        assert not followers.is_alive()
+        for thread in followers:
+            thread.join(60)
+            assert not thread.is_alive()
 
         assert len(results) == FOLLOWERS
         assert sum(resumes for _, _, resumes in results) >= 1  # some were on the killed replica
