@@ -4,6 +4,7 @@ PostgreSQL when TASKTRAIL_TEST_DATABASE names one (tests/databases.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -16,6 +17,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio.pytest_plugin
 import grpc
@@ -68,6 +70,33 @@ def anyio_backend() -> str:
     return "asyncio"  # grpc.aio runs on asyncio
 
 
+def is_asyncpg_cancel_noise(context: dict[str, Any]) -> bool:
+    """asyncpg's known race (MagicStack/asyncpg#1211, #1310): when a connection is
+    closed while the cancel request of an interrupted query is still connecting,
+    that request's SSL negotiation future fails with nobody left to read it. It
+    costs nothing but a log line; the tests let through this one and no other."""
+    error = context.get("exception")
+    return (
+        context.get("message") == "Future exception was never retrieved"
+        and type(error) is ConnectionError
+        and str(error) == "unexpected connection_lost() call"
+    )
+
+
+async def filter_loop_errors() -> None:
+    loop = asyncio.get_running_loop()
+    collect = loop.get_exception_handler()
+    assert collect is not None  # anyio's, which fails the running test
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if is_asyncpg_cancel_noise(context):
+            loop.default_exception_handler(context)  # logged, as outside the tests
+        else:
+            collect(loop, context)
+
+    loop.set_exception_handler(handle)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_event_loop() -> Iterator[None]:
     """One event loop for every async test. anyio keeps its test runner, and so its
@@ -76,7 +105,8 @@ def one_event_loop() -> Iterator[None]:
     finished test to that test's loop; had that loop closed, the next test would
     fail on "Event loop is closed". So every grpc.aio call in the tests runs on
     this loop (none under an asyncio.run of its own)."""
-    with anyio.pytest_plugin.get_runner("asyncio", {}):
+    with anyio.pytest_plugin.get_runner("asyncio", {}) as runner:
+        runner.run_fixture(filter_loop_errors, {})
         yield
 
 
