@@ -125,6 +125,9 @@ def valid_identifier(value: str) -> bool:
 SWEEP_LOCK = 0x74742D7377656570
 
 
+KEEP_MARGIN_US = 1_000_000
+
+
 class TaskCore:
     def __init__(
         self,
@@ -316,24 +319,37 @@ class TaskCore:
 
     async def keep_result(self, task_id: str, access: Access, keep_us: int) -> Task:
         """Keep a task readable at least `keep_us` from now: an ended task's expiry
-        moves later, a running task's retention grows. It never shortens either."""
+        moves later, a running task's retention grows. It never shortens either, and
+        a task kept long enough already costs a read, not a write."""
+        task = await self.get_task(task_id, access)
+        # Expiry and retention only ever grow, so a read (even a cached one) that
+        # finds them long enough is right; otherwise the write looks again, locked.
+        if self._kept(task, now_us(), keep_us) is None:
+            return task
 
         def extend(conn: Connection) -> Task:
             now = now_us()
             task = self._locked(conn, task_id, access, now)
-            if task.completed_at is None:
-                retention = self._retention_of(task)
-                if retention is None or retention >= keep_us:
-                    return task
-                return q.save_task(conn, task, dataclasses.replace(task, retention_us=keep_us))
-            if task.expire_at is None or task.expire_at >= now + keep_us:
-                return task
-            return q.save_task(conn, task, dataclasses.replace(task, expire_at=now + keep_us))
+            kept = self._kept(task, now, keep_us)
+            return task if kept is None else q.save_task(conn, task, kept)
 
         task = await self._write(task_id, extend)
         if task.status.terminal:
             self._finished.put(task)
         return task
+
+    def _kept(self, task: Task, now: int, keep_us: int) -> Task | None:
+        """The task kept readable `keep_us` from `now`, or None if it already is."""
+        if task.completed_at is None:
+            retention = self._retention_of(task)
+            if retention is None or retention >= keep_us:
+                return None
+            return dataclasses.replace(task, retention_us=keep_us)
+        if task.expire_at is None or task.expire_at >= now + keep_us:
+            return None
+        # A second more than asked: a client that sends the same TTL on every poll
+        # then makes one write a second, not one a poll.
+        return dataclasses.replace(task, expire_at=now + keep_us + KEEP_MARGIN_US)
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
         now = now_us()

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from tasktrail import errors
-from tasktrail.core import Limits, TaskCore
-from tasktrail.model import CONTROL_PLANE_SCOPES, Access, NewLogEntry, NewTask, Scope, Status, TaskChanges, TaskQuery
+from tasktrail.core import EVERYTHING, Limits, TaskCore
+from tasktrail.model import (
+    CONTROL_PLANE_SCOPES,
+    Access,
+    NewLogEntry,
+    NewTask,
+    Scope,
+    Status,
+    TaskChanges,
+    TaskQuery,
+    now_us,
+)
 from tasktrail.store import open_store
 
 pytestmark = pytest.mark.anyio
@@ -90,3 +101,38 @@ async def test_append_batch_is_atomic(core: TaskCore) -> None:
             task.task_id, [NewLogEntry("ok"), NewLogEntry("bad", entry_id="00000000-0000-4000-8000-000000000000")]
         )
     assert (await core.read_log(task.task_id)).entries == []
+
+
+async def test_keeping_a_result_writes_only_to_lengthen_it(core: TaskCore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """X-Result-TTL on a GET: a task kept long enough already costs a read and no
+    write (no write lock, no wake-up of its followers); a longer keep is written."""
+    writes: list[str | None] = []
+    write = core.store.write
+
+    async def counted(fn: Any, changed: str | None = None) -> Any:
+        writes.append(changed)
+        return await write(fn, changed)
+
+    monkeypatch.setattr(core.store, "write", counted)
+    running = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="guid", type="t"))  # kept 500 s
+    ended = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="guid", type="t"))
+    await core.update_task(ended.task_id, TaskChanges(status=Status.RUNNING))
+    ended = await core.update_task(ended.task_id, TaskChanges(status=Status.COMPLETED))
+    assert ended.expire_at is not None
+    writes.clear()
+
+    for task in (running, ended):
+        kept = await core.keep_result(task.task_id, EVERYTHING, 10_000_000)
+        assert (kept.retention_us, kept.expire_at) == (task.retention_us, task.expire_at)
+    assert writes == []
+
+    longer = await core.keep_result(running.task_id, EVERYTHING, 900_000_000)
+    assert longer.retention_us == 900_000_000
+    before = now_us()
+    longer = await core.keep_result(ended.task_id, EVERYTHING, 900_000_000)
+    assert longer.expire_at is not None
+    assert longer.expire_at >= before + 900_000_000
+    assert writes == [running.task_id, ended.task_id]
+    for task in (running, ended):
+        await core.keep_result(task.task_id, EVERYTHING, 900_000_000)
+    assert len(writes) == 2
