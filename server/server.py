@@ -13,10 +13,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 # grpc-stubs predates the asyncio health servicer.
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
-from grpc_reflection.v1alpha import reflection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tasktrail import auth, housekeeping, lenient, migrate
+from tasktrail import auth, housekeeping, lenient, migrate, reflection
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.config import ServerSettings
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
@@ -130,7 +129,7 @@ async def start(settings: ServerSettings) -> Running:
     lenient.add_service(crdb_pb2_grpc.add_CrdbTaskServiceServicer_to_server, CrdbTaskService(core, crdb_gate), server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable((*SERVICE_NAMES, health.SERVICE_NAME), server)
     port = server.add_insecure_port(f"{settings.host}:{settings.port}")
     if port == 0:
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")

@@ -1,5 +1,6 @@
-"""A gRPC client that is not Python (Node's @grpc/grpc-js, loading the
-descriptor set from gen/) lists and reads tasks through port 50051."""
+"""gRPC clients that are not ours, through port 50051: Node's @grpc/grpc-js,
+loading the descriptor set from gen/, lists and reads tasks; a client that knows
+nothing but what server reflection (v1 or v1alpha) tells it calls the API."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from grpc_reflection.v1alpha import reflection_pb2
 
 from tasktrail.v1 import task_pb2, task_service_pb2
 from tests.conftest import ROOT, Stack
@@ -50,3 +54,76 @@ def test_node_client_lists_and_reads(stack: Stack, node_client: Path) -> None:
     native = stack.reader.GetTaskLog(task_service_pb2.GetTaskLogRequest(task_id=task["task_id"]), timeout=10)
     assert [e["message"] for e in log.get("entries", [])] == [e.message for e in native.entries]
     assert got["missing"]["code"] == 5  # NOT_FOUND
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+def test_a_reflection_client_finds_and_calls_the_api(stack: Stack, version: str) -> None:
+    """As grpcurl, buf curl or grpcui do, through Envoy: list the services, fetch
+    the files that describe one (and their imports), and call it with messages
+    built from those descriptors alone."""
+    channel = grpc.insecure_channel(stack.grpc_target)
+    info = channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+
+    def ask(**question: str) -> reflection_pb2.ServerReflectionResponse:
+        [reply] = info(iter([reflection_pb2.ServerReflectionRequest(**question)]), timeout=10)
+        assert not reply.HasField("error_response"), reply.error_response
+        return reply
+
+    try:
+        services = {s.name for s in ask(list_services="").list_services_response.service}
+        assert {
+            "tasktrail.v1.TaskService",
+            "tasktrail.v1.TaskWriterService",
+            "tasktrail.controlplane.v1.ControlPlaneTaskService",
+            "tasktrail.cloud.v1.CloudTaskService",
+            "tasktrail.crdb.v1.CrdbTaskService",
+            "grpc.health.v1.Health",
+            f"grpc.reflection.{version}.ServerReflection",
+        } <= services
+
+        files: dict[str, descriptor_pb2.FileDescriptorProto] = {}
+
+        def fetch(reply: reflection_pb2.ServerReflectionResponse) -> None:
+            for raw in reply.file_descriptor_response.file_descriptor_proto:
+                file = descriptor_pb2.FileDescriptorProto.FromString(raw)
+                files[file.name] = file
+
+        fetch(ask(file_containing_symbol="tasktrail.v1.TaskService"))
+        while missing := {d for f in files.values() for d in f.dependency} - files.keys():
+            for name in missing:
+                fetch(ask(file_by_filename=name))
+        pool = descriptor_pool.DescriptorPool()
+        added: set[str] = set()
+        while len(added) < len(files):
+            for name, file in files.items():
+                if name not in added and set(file.dependency) <= added:
+                    pool.Add(file)
+                    added.add(name)
+
+        method = pool.FindMethodByName("tasktrail.v1.TaskService.ListTasks")
+        request_type = message_factory.GetMessageClass(method.input_type)
+        reply_type = message_factory.GetMessageClass(method.output_type)
+        list_tasks = channel.unary_unary(
+            f"/{method.containing_service.full_name}/{method.name}",
+            request_serializer=request_type.SerializeToString,
+            response_deserializer=reply_type.FromString,
+        )
+        request = json_format.ParseDict(
+            {"scope": "SCOPE_DATABASE", "entityId": "example", "pageSize": 2}, request_type()
+        )
+        page = list_tasks(request, metadata=(("authorization", f"Bearer {stack.token}"),), timeout=10)
+        expected = stack.reader.ListTasks(
+            task_service_pb2.ListTasksRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="example", page_size=2),
+            timeout=10,
+        )
+        assert json_format.MessageToDict(page) == json_format.MessageToDict(expected)
+        assert len(expected.tasks) == 2
+
+        # The reflection service describes itself too, in either version.
+        ask(file_containing_symbol=f"grpc.reflection.{version}.ServerReflection")
+    finally:
+        channel.close()
