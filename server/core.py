@@ -672,6 +672,8 @@ def _check_new_task(new: NewTask) -> None:
 def _check_entry(entry: NewLogEntry) -> None:
     if len(entry.message) > MAX_MESSAGE:
         raise errors.InvalidArgument(f"a log message is at most {MAX_MESSAGE} characters")
+    if "\x00" in entry.message:  # PostgreSQL's text cannot hold it: refused on every store alike
+        raise errors.InvalidArgument("a log message may not contain U+0000 (NUL)")
     if entry.entry_id and not is_canonical_uuid(entry.entry_id):
         raise errors.InvalidArgument(f"entry_id {entry.entry_id!r} is not a canonical lower-case UUID")
 

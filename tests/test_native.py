@@ -4,7 +4,7 @@ channel on loopback; Envoy is not involved)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 import pytest
@@ -269,3 +269,42 @@ async def test_a_retried_append_lands_once(api: Api) -> None:
     assert list(again) == list(first)
     log = await api.reader.GetTaskLog(task_service_pb2.GetTaskLogRequest(task_id=task.task_id))
     assert [e.message for e in log.entries] == ["once"]
+
+
+async def test_text_with_nul_gets_the_same_answer_on_every_store(api: Api) -> None:
+    """PostgreSQL's text cannot hold U+0000: what would store one is refused, what
+    looks one up finds nothing, and neither is an internal error, on SQLite too."""
+
+    async def code(call: Awaitable[object]) -> grpc.StatusCode:
+        try:
+            await call
+        except grpc.RpcError as error:
+            return error.code()
+        return grpc.StatusCode.OK
+
+    refused = grpc.StatusCode.INVALID_ARGUMENT
+    crdb = writer_service_pb2.CreateTaskRequest(scope=task_pb2.SCOPE_CRDB, entity_id="guid", type="a\x00b")
+    assert await code(api.writer.CreateTask(crdb)) == refused
+    assert await code(api.create(request_id="r\x00")) == refused
+    task = await api.create()
+    nul_worker = writer_service_pb2.ClaimTaskRequest(task_id=task.task_id, worker_name="w\x00")
+    assert await code(api.writer.ClaimTask(nul_worker)) == refused
+    claim = await api.writer.ClaimTask(writer_service_pb2.ClaimTaskRequest(task_id=task.task_id, worker_name="w"))
+    entries = [task_pb2.LogEntry(message="a\x00b")]
+    append = writer_service_pb2.AppendLogEntriesRequest(task_id=task.task_id, lease_id=claim.lease_id, entries=entries)
+    assert await code(api.writer.AppendLogEntries(append)) == refused
+
+    kept = task_pb2.LogEntry(message="fields hold it")
+    kept.fields.update({"k": "v\x00w"})
+    await api.writer.AppendLogEntries(
+        writer_service_pb2.AppendLogEntriesRequest(task_id=task.task_id, lease_id=claim.lease_id, entries=[kept])
+    )
+    log = await api.reader.GetTaskLog(task_service_pb2.GetTaskLogRequest(task_id=task.task_id))
+    assert [dict(e.fields) for e in log.entries] == [{"k": "v\x00w"}]
+
+    missing = grpc.StatusCode.NOT_FOUND
+    assert await code(api.reader.GetTask(task_service_pb2.GetTaskRequest(task_id="a\x00b"))) == missing
+    update = writer_service_pb2.UpdateTaskRequest(task_id="a\x00b", status=task_pb2.TASK_STATUS_RUNNING)
+    assert await code(api.writer.UpdateTask(update)) == missing
+    listed = await api.reader.ListTasks(task_service_pb2.ListTasksRequest(scope=task_pb2.SCOPE_CRDB, entity_id="g\x00"))
+    assert list(listed.tasks) == []

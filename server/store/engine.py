@@ -18,11 +18,12 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -32,10 +33,13 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, select, t
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Select
 from sqlalchemy.util import await_only, greenlet_spawn
+
+from tasktrail import errors
 
 T = TypeVar("T")
 C = TypeVar("C")
@@ -266,7 +270,27 @@ class _PgReader:
     def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
         sql, names, defaults = self._compiled(stmt)
         args = [params[n] if n in params else defaults[n] for n in names]
+        if any(type(a) is str and "\x00" in a for a in args):
+            return []  # no text in PostgreSQL holds U+0000, and a statement given one fails: nothing matches
         return [tuple(r) for r in await_only(self._conn.fetch(sql, *args))]
+
+
+# PostgreSQL's text cannot hold U+0000; a statement given one fails with this.
+_NUL_IN_TEXT = "22021"  # character_not_in_repertoire
+
+
+@contextlib.contextmanager
+def _refusing_nul() -> Iterator[None]:
+    """A write whose text holds U+0000 is refused (a 4xx in every dialect), not failed."""
+    try:
+        yield
+    except (asyncpg.PostgresError, DBAPIError) as error:
+        cause: BaseException | None = error
+        while cause is not None and getattr(cause, "sqlstate", None) != _NUL_IN_TEXT:
+            cause = getattr(cause, "orig", None) or cause.__cause__
+        if cause is None:
+            raise
+        raise errors.InvalidArgument("text may not contain U+0000 (NUL)") from error
 
 
 class PostgresStore(Store):
@@ -306,8 +330,9 @@ class PostgresStore(Store):
                 conn.execute(_NOTIFY, {"task_id": changed})  # delivered at commit, to every listener
             return result
 
-        async with self._engine.begin() as conn:
-            return await conn.run_sync(run)
+        with _refusing_nul():
+            async with self._engine.begin() as conn:
+                return await conn.run_sync(run)
 
     async def read(self, fn: Callable[[Reader], T]) -> T:
         # One statement: no transaction, so no BEGIN/COMMIT round trips.

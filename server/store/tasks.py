@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
+from tasktrail import errors
 from tasktrail.model import (
     LogEntry,
     Progress,
@@ -384,18 +385,30 @@ _LOCK_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id")
 def lock_task(conn: Connection, task_id: str) -> Task | None:
     """Read a task under its row lock (FOR UPDATE on PostgreSQL; SQLite's
     BEGIN IMMEDIATE already holds the database's write lock)."""
+    if "\x00" in task_id:
+        return None  # no id holds U+0000 (see _storable)
     row = conn.execute(_LOCK_TASK, {"task_id": task_id}).first()
     return None if row is None else task_from_row(tuple(row))
 
 
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL's text cannot hold U+0000, so no store takes it: the same
+    request gets the same answer on SQLite and on PostgreSQL. (JSON columns
+    hold it escaped.)"""
+    for name, value in values.items():
+        if type(value) is str and "\x00" in value:
+            raise errors.InvalidArgument(f"{name} may not contain U+0000 (NUL)")
+    return values
+
+
 def insert_task(conn: Connection, task: Task) -> None:
-    conn.execute(insert(tasks), [task_values(task)])
+    conn.execute(insert(tasks), [_storable(task_values(task))])
 
 
 def save_task(conn: Connection, before: Task, after: Task) -> Task:
     """Write the columns that changed, and bump the version; returns the task as saved."""
     old, new = task_values(before), task_values(after)
-    changed = {k: v for k, v in new.items() if old[k] != v and k != "version"}
+    changed = _storable({k: v for k, v in new.items() if old[k] != v and k != "version"})
     if not changed:
         return before
     saved = dataclasses.replace(after, version=before.version + 1)
