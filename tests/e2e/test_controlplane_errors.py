@@ -364,6 +364,7 @@ SEGMENT = st.one_of(
         lambda s: urllib.parse.quote(s, safe="")
     ),
     st.binary(max_size=20).map(lambda b: urllib.parse.quote_from_bytes(b, safe="")),  # not always UTF-8
+    st.sampled_from(["%00", "a%00b"]),  # valid UTF-8 that PostgreSQL's text cannot hold
 )
 PATHS = st.sampled_from(
     [
@@ -384,7 +385,7 @@ PARAMS = st.dictionaries(
     st.one_of(
         st.text(max_size=40),
         st.binary(max_size=20),
-        st.sampled_from(["-1", "0", "5", "asc", "host", sample.DOC_TASK_ID]),
+        st.sampled_from(["-1", "0", "5", "asc", "host", sample.DOC_TASK_ID, "\x00"]),
     ),
     max_size=4,
 )
