@@ -23,7 +23,9 @@ from tests.conftest import Stack
 pytestmark = pytest.mark.e2e
 
 SEGMENT = st.one_of(
-    st.sampled_from(["v1", "tasks", "crdb_tasks", "actions", "cancel", sample.DOC_TASK_ID, "", "..", "%2F", "%00", "x%00"]),
+    st.sampled_from(
+        ["v1", "tasks", "crdb_tasks", "actions", "cancel", sample.DOC_TASK_ID, "", "..", "%2F", "%00", "x%00"]
+    ),
     st.text(max_size=30).map(lambda s: urllib.parse.quote(s, safe="")),
     st.binary(max_size=12).map(lambda b: urllib.parse.quote_from_bytes(b, safe="")),
 )
@@ -35,7 +37,9 @@ PATH = st.one_of(
 )
 QUERY = st.dictionaries(
     st.sampled_from(["verbose", "force", "limit", "x"]),
-    st.one_of(st.sampled_from(["true", "false", "1", "maybe", "", "\x00"]), st.text(max_size=10), st.binary(max_size=8)),
+    st.one_of(
+        st.sampled_from(["true", "false", "1", "maybe", "", "\x00"]), st.text(max_size=10), st.binary(max_size=8)
+    ),
     max_size=3,
 )
 HEADERS = st.dictionaries(
