@@ -153,6 +153,14 @@ def to_pb_entry(entry: LogEntry) -> task_pb2.LogEntry:
     return out
 
 
+def _cursor(after_entry_id: str) -> str | None:
+    """An entry id to read after. None holds U+0000, and PostgreSQL could not even
+    compare one: refused alike on every store."""
+    if "\x00" in after_entry_id:
+        raise errors.InvalidArgument("after_entry_id may not contain U+0000 (NUL)")
+    return after_entry_id or None
+
+
 def _scope(value: int) -> Scope:
     scope = SCOPE_FROM_PB.get(task_pb2.Scope.ValueType(value))
     if scope is None:
@@ -319,7 +327,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         if request.page_size < 0:
             raise errors.InvalidArgument("page_size must not be negative")
         page = await self.core.read_log(
-            request.task_id, caller_access(), after_entry_id=request.after_entry_id or None, limit=request.page_size
+            request.task_id, caller_access(), after_entry_id=_cursor(request.after_entry_id), limit=request.page_size
         )
         return task_service_pb2.GetTaskLogResponse(
             task_id=page.task.task_id,
@@ -349,12 +357,13 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     ) -> AsyncIterator[task_service_pb2.FollowTaskLogResponse]:
         await self.gate.admit(context, self.need)
         try:
+            after = _cursor(request.after_entry_id)
             task = await self.hub.open(request.task_id, caller_access())
         except errors.CoreError as exc:  # before the first frame: a status, as for any call
             await context.abort(exc.code, exc.message, trailing_metadata=rich_status(exc))
         # A heartbeat first: the follower knows at once that the stream is open.
         yield to_pb_frame(follow.Beat(now_us()), self.frames)
-        async for frame in self.hub.follow(task, request.after_entry_id or None):
+        async for frame in self.hub.follow(task, after):
             yield to_pb_frame(frame, self.frames)
 
 

@@ -308,3 +308,29 @@ async def test_text_with_nul_gets_the_same_answer_on_every_store(api: Api) -> No
     assert await code(api.writer.UpdateTask(update)) == missing
     listed = await api.reader.ListTasks(task_service_pb2.ListTasksRequest(scope=task_pb2.SCOPE_CRDB, entity_id="g\x00"))
     assert list(listed.tasks) == []
+    # A type holding it matches no task, and the filter's other types still do.
+    for types, found in ((["create", "x\x00"], [task.task_id]), (["x\x00"], [])):
+        query = task_service_pb2.ListTasksRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="db1", types=types)
+        assert [t.task_id for t in (await api.reader.ListTasks(query)).tasks] == found
+    # Entry ids never hold it: a cursor that does is refused, as PostgreSQL could not compare it.
+    cursor = task_service_pb2.GetTaskLogRequest(task_id=task.task_id, after_entry_id=log.entries[0].entry_id + "\x00")
+    assert await code(api.reader.GetTaskLog(cursor)) == refused
+    follow = api.reader.FollowTaskLog(
+        task_service_pb2.FollowTaskLogRequest(task_id=task.task_id, after_entry_id=cursor.after_entry_id)
+    )
+    with pytest.raises(grpc.RpcError) as following:
+        [frame async for frame in follow]
+    assert following.value.code() == refused
+
+
+async def test_an_entry_timestamp_outside_protobufs_range_is_refused(api: Api) -> None:
+    task = await api.create()
+    claim = await api.writer.ClaimTask(writer_service_pb2.ClaimTaskRequest(task_id=task.task_id, worker_name="w"))
+    late = task_pb2.LogEntry(message="from the year 318857")
+    late.timestamp.seconds = 10**13
+    request = writer_service_pb2.AppendLogEntriesRequest(task_id=task.task_id, lease_id=claim.lease_id, entries=[late])
+    with pytest.raises(grpc.RpcError) as refused:
+        await api.writer.AppendLogEntries(request)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    log = await api.reader.GetTaskLog(task_service_pb2.GetTaskLogRequest(task_id=task.task_id))
+    assert list(log.entries) == []

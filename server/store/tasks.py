@@ -437,7 +437,8 @@ def _insert_entries_sql(dialect: Dialect) -> str:
 # is busy): one statement waits once.
 _SQLITE_INSERT_ENTRIES = (
     "INSERT INTO log_entries (task_id, entry_id, timestamp, message, fields) "
-    "SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3 FROM json_each(?)"
+    "SELECT ?, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
+    "json_extract(value, '$[3]') FROM json_each(?)"
 )
 _BATCH = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
