@@ -4,6 +4,7 @@ tokens, and use any tasktrail server from a terminal (`tasks`, `logs`, `demo`)."
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
@@ -192,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="tasktrail", description="The task service of a database control plane.")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"tasktrail {importlib.metadata.version('tasktrail')}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date (once, under a lock)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -75,3 +76,12 @@ def test_every_subpackage_is_listed_in_pyproject() -> None:
         if d.is_dir() and (d / "__init__.py").exists()
     }
     assert found <= listed, found - listed
+
+
+def test_the_command_tells_its_version() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    out = subprocess.run(
+        [sys.executable, "-m", "tasktrail", "--version"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+    assert out.strip() == f"tasktrail {version}"
