@@ -236,8 +236,9 @@ def up(args: argparse.Namespace, url: str, server_argv: list[str]) -> int:
     servers = [serve(f"server-{i}", args.server_port + i) for i in range(0 if remote else args.replicas)]
     writers: list[tuple[str, int]] = []
     if args.write_lane and not remote:
-        servers.append(serve("writer", args.server_port + args.replicas))
-        writers.append((args.host, args.server_port + args.replicas))
+        lane_port = args.server_port + args.replicas
+        servers.append(serve("writer", lane_port))
+        writers.append((args.host, lane_port))
     certificate = tls.server_certificate(data_dir, args.host, args.tls_cert, args.tls_key)
     config_path = data_dir / "envoy" / "envoy.yaml"
     config_path.parent.mkdir(parents=True, exist_ok=True)
