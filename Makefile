@@ -20,7 +20,7 @@ PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 help:
 	@echo "make run        serve tasktrail (REST :3000, gRPC :50051) on ./data (SQLite)"
 	@echo "make test       lint, check gen/ is fresh, run every test on SQLite, then on PostgreSQL with 3 replicas"
-	@echo "make lint       buf lint, ruff, mypy --strict"
+	@echo "make lint       buf lint, ruff, import contracts, mypy --strict"
 	@echo "make gen        regenerate gen/ from proto/"
 	@echo "make bench      run the benchmarks in bench/"
 
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
-	$(PY) -c 'import tasktrail.cli, envoy' # fails loudly if the install did not work
+	$(PY) -c 'import tasktrail.cli.main, envoy' # fails loudly if the install did not work
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -77,16 +77,14 @@ lint: $(STAMP) $(BUF) .build/third_party/google/api/annotations.proto
 	$(BUF) lint
 	$(PY) -m ruff check server tests bench
 	$(PY) -m ruff format --check server tests bench
+	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory typecheck
 
-# mypy cannot follow setuptools' editable finder, so it checks a tree of
-# symlinks that lays server/ and gen/ out as the installed package is laid out.
+# mypy reads the sources where they are: server/ (the package) and gen/ (its
+# generated subpackages, found there as namespace parts of tasktrail).
 typecheck: $(STAMP)
-	@rm -rf .build/types && mkdir -p .build/types/tasktrail
-	@cp -rs $(CURDIR)/server/. .build/types/tasktrail/
-	@cp -rs $(CURDIR)/gen/tasktrail/. .build/types/tasktrail/
-	MYPYPATH=.build/types $(PY) -m mypy -p tasktrail
-	MYPYPATH=.build/types $(PY) -m mypy tests bench
+	MYPYPATH=server:gen $(PY) -m mypy -p tasktrail
+	MYPYPATH=server:gen $(PY) -m mypy tests bench
 
 fmt: $(STAMP)
 	$(PY) -m ruff format server tests bench

@@ -25,11 +25,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy import Connection, insert
 from sqlalchemy.engine import make_url
 
-from tasktrail import edge, migrate, tls
-from tasktrail.ids import IdGenerator
-from tasktrail.model import Scope, Status, Task
-from tasktrail.store import open_store
-from tasktrail.store import tasks as q
+from tasktrail.auth import tokens
+from tasktrail.auth.principal import Role
+from tasktrail.core.ids import IdGenerator
+from tasktrail.core.model import Scope, Status, Task
+from tasktrail.edge import config, tls
+from tasktrail.store import migrate, open_store
+from tasktrail.store import statements as q
 from tasktrail.store.schema import tasks as tasks_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,23 +84,19 @@ class Edge:
 def envoy(workdir: Path, backends: Sequence[int], name: str, writes: Sequence[int] = ()) -> Iterator[Edge]:
     rest, grpc_port, admin = free_port(), free_port(), free_port()
     certificate = tls.server_certificate(workdir, "127.0.0.1", None, None)
-    config = workdir / f"envoy-{name}.yaml"
-    config.write_text(
-        edge.render(
-            edge.EdgeConfig(
-                backends=[("127.0.0.1", p) for p in backends],
-                write_backends=[("127.0.0.1", p) for p in writes],
-                rest_port=rest,
-                grpc_port=grpc_port,
-                cloud_port=free_port(),
-                crdb_port=free_port(),
-                tls_cert=certificate.cert,
-                tls_key=certificate.key,
-                admin_port=admin,
-            )
-        )
+    edge = config.EdgeConfig(
+        backends=[("127.0.0.1", p) for p in backends],
+        write_backends=[("127.0.0.1", p) for p in writes],
+        rest_port=rest,
+        grpc_port=grpc_port,
+        cloud_port=free_port(),
+        crdb_port=free_port(),
+        tls_cert=certificate.cert,
+        tls_key=certificate.key,
+        admin_port=admin,
     )
-    with process(edge.envoy_command(config), workdir / f"envoy-{name}.log") as proc:
+    path = config.write(edge, workdir / f"envoy-{name}")
+    with process(config.envoy_command(path), workdir / f"envoy-{name}.log") as proc:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -135,7 +133,7 @@ def seed(
 ) -> list[tuple[str, str, bool]]:
     """Write tasks straight into the store, in creation order (every `running_every`-th one still
     running); returns (database, task_id, running) samples."""
-    migrate.migrate(database_url)
+    migrate(database_url)
 
     async def go() -> list[tuple[str, str, bool]]:
         store = open_store(database_url)
@@ -212,7 +210,7 @@ def pg_database(base: str) -> Iterator[str]:
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     try:
-        migrate.migrate(url)
+        migrate(url)
         yield url
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -298,3 +296,16 @@ def wrk(url: str, *, connections: int = 32, seconds: int = 10, script: Path | No
     if socket_errors:
         errors += sum(int(x) for x in socket_errors.groups())
     return Load(rps, p50, p99, errors)
+
+
+def make_token(database_url: str, name: str, grants: Sequence[str] = ("database",)) -> str:
+    """A writer token for the benchmark's clients, straight into the store."""
+
+    async def go() -> str:
+        store = open_store(database_url)
+        try:
+            return await store.write(lambda tx: tokens.create_token(tx, name, Role.WRITER, grants))
+        finally:
+            await store.close()
+
+    return asyncio.run(go())

@@ -15,9 +15,9 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
+from tasktrail.api.server import GRPC_OPTIONS
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
-from tasktrail.server import GRPC_OPTIONS
 
 TASK = pb.Task(
     scope="database",

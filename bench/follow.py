@@ -24,10 +24,9 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from bench.common import envoy, server
-from tasktrail import migrate, tokens
-from tasktrail.auth import Role
-from tasktrail.sample import WithToken
+from bench.common import envoy, make_token, server
+from tasktrail.edge.sample import WithToken
+from tasktrail.store import migrate
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
 
 
@@ -228,8 +227,8 @@ def layout(name: str, lane: bool, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="tasktrail-bench-") as tmp:
         work = Path(tmp)
         url = f"sqlite:///{work / 'tasktrail.db'}"
-        migrate.migrate(url)
-        token = tokens.create(url, "bench", Role.WRITER, ["database"])
+        migrate(url)
+        token = make_token(url, "bench")
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(server(url, work, "server"))
             writes = [stack.enter_context(server(url, work, "writer")).port] if lane else []

@@ -39,6 +39,7 @@ from bench.common import (
     Load,
     envoy,
     free_port,
+    make_token,
     pg_database,
     process,
     seed,
@@ -50,9 +51,7 @@ from bench.common import (
 from bench.get_task import lua_paths
 from bench.list_pages import measure as measure_lists
 from bench.list_pages import percentile
-from tasktrail import tokens
-from tasktrail.auth import Role
-from tasktrail.sample import WithToken
+from tasktrail.edge.sample import WithToken
 from tasktrail.v1 import task_pb2, writer_service_pb2, writer_service_pb2_grpc
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -132,10 +131,10 @@ def tails(args: argparse.Namespace, work: Path) -> None:
     for kind, n in VARIANTS:
         with store(kind, args.postgres, work / kind) as url:
             (work / kind).mkdir(exist_ok=True)
-            from tasktrail import migrate
+            from tasktrail.store import migrate
 
-            migrate.migrate(url)
-            token = tokens.create(url, "bench", Role.WRITER, ["database"])
+            migrate(url)
+            token = make_token(url, "bench")
             with replicas(url, work / kind, n) as ports, envoy(work, ports, f"tails-{kind}-{n}") as edge:
                 rows.append((label(kind, n), *follow_once(edge.grpc, token, args)))
     print(

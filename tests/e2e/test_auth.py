@@ -9,9 +9,9 @@ import grpc
 import httpx
 import pytest
 
-from tasktrail.sample import WithToken
+from tasktrail.edge.sample import WithToken
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
-from tests.conftest import Stack, start_stack, stop_stack
+from tests.support.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

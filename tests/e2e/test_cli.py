@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tasktrail.v1 import task_pb2, writer_service_pb2
-from tests.conftest import Stack, start_stack, stop_stack
+from tests.support.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ import grpc
 import pytest
 
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
-from tests.conftest import ROOT, Stack, http_get, start_stack, stop_stack
+from tests.support.stack import ROOT, Stack, http_get, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -107,10 +107,10 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 class Worker:
-    """tests/workers/cloud_worker.py: one status further on each step()."""
+    """tests/support/workers/cloud_worker.py: one status further on each step()."""
 
     def __init__(self, stack: Stack, account: Account, outcome: str) -> None:
-        argv = [sys.executable, "-u", "-m", "tests.workers.cloud_worker", stack.grpc_target, stack.token]
+        argv = [sys.executable, "-u", "-m", "tests.support.workers.cloud_worker", stack.grpc_target, stack.token]
         argv += [account.account_id, "subscriptionCreateRequest", "--outcome", outcome]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.task_id = self.said().removeprefix("created ")

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasktrail import sample
+from tasktrail.edge import sample
 from tasktrail.v1 import task_pb2, writer_service_pb2
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

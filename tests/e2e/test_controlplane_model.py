@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
-from tests.conftest import Stack, start_stack, stop_stack
+from tests.support.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
-from tests.conftest import ROOT, Stack, http_get, start_stack, stop_stack
+from tests.support.stack import ROOT, Stack, http_get, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -73,10 +73,10 @@ def assert_error(status: int, body: Any, code: int) -> None:
 
 
 class Worker:
-    """tests/workers/crdb_worker.py, one command at a time."""
+    """tests/support/workers/crdb_worker.py, one command at a time."""
 
     def __init__(self, stack: Stack, operation: str, *extra: str) -> None:
-        argv = [sys.executable, "-u", "-m", "tests.workers.crdb_worker", stack.grpc_target, stack.token, GUID]
+        argv = [sys.executable, "-u", "-m", "tests.support.workers.crdb_worker", stack.grpc_target, stack.token, GUID]
         self.proc = subprocess.Popen(
             [*argv, operation, *extra], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, Stack, start_stack, stop_stack
+from tests.support.stack import ROOT, Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tasktrail import sample
+from tasktrail.edge import sample
 from tasktrail.v1 import task_service_pb2
-from tests.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

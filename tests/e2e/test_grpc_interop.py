@@ -15,7 +15,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, json_format, messag
 from grpc_reflection.v1alpha import reflection_pb2
 
 from tasktrail.v1 import task_pb2, task_service_pb2
-from tests.conftest import ROOT, Stack
+from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
 

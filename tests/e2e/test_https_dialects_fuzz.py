@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasktrail import sample
-from tests.conftest import Stack
+from tasktrail.edge import sample
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

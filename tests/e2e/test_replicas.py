@@ -16,8 +16,8 @@ import grpc
 import pytest
 
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2
-from tests.conftest import Stack, start_stack, stop_stack
-from tests.databases import rows_of
+from tests.support.databases import rows_of
+from tests.support.stack import Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 

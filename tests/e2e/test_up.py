@@ -3,6 +3,7 @@ losing an acknowledged write, refuses an old schema, and stops everything."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,10 +14,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tasktrail import sample
+from tasktrail.edge import sample
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
-from tests import databases
-from tests.conftest import start_stack, stop_stack
+from tests.support import databases
+from tests.support.stack import start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -112,16 +113,20 @@ def test_serve_refuses_an_unmigrated_store(tmp_path: Path) -> None:
 
 
 def test_sigterm_lets_in_flight_calls_finish(tmp_path: Path) -> None:
-    from tasktrail import migrate, tokens
-    from tasktrail.auth import Role
-    from tasktrail.client._base import wait_request
-    from tasktrail.sample import WithToken
+    from tasktrail.client import wait_request
+    from tasktrail.edge.sample import WithToken
+    from tasktrail.store import migrate
     from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
-    from tests.conftest import free_port
+    from tests.support.stack import free_port
 
     url = databases.fresh_url(tmp_path)
-    migrate.migrate(url)
-    token = tokens.create(url, "test", Role.WRITER, ["database"])
+    migrate(url)
+    made = subprocess.run(
+        [sys.executable, "-m", "tasktrail", "tokens", "create", "--database-url", url, "--name", "test",
+         "--role", "writer", "--grant", "database", "--json"],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    token = json.loads(made.stdout)["token"]
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "tasktrail", "serve", "--database-url", url, "--port", str(port)],

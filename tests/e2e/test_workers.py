@@ -1,4 +1,4 @@
-"""The worker protocol with real worker processes (tests/workers/worker.py, on
+"""The worker protocol with real worker processes (tests/support/workers/worker.py, on
 the SDK) against the real stack; durations shortened through settings."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pytest
 
 from tasktrail.client import AsyncTaskWriter, TaskClient
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
-from tests.conftest import ROOT, Stack, start_stack, stop_stack
-from tests.databases import rows_of
+from tests.support.databases import rows_of
+from tests.support.stack import ROOT, Stack, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 class Worker:
     def __init__(self, stack: Stack, task_id: str, *extra: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.workers.worker", stack.grpc_target, stack.token, task_id, *extra],
+            [sys.executable, "-m", "tests.support.workers.worker", stack.grpc_target, stack.token, task_id, *extra],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -1,3 +1,0 @@
-from tasktrail.cli import main
-
-raise SystemExit(main())

@@ -1,0 +1,3 @@
+from tasktrail.cli.main import main
+
+raise SystemExit(main())

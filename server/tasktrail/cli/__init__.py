@@ -1,0 +1,1 @@
+"""The `tasktrail` command, one module per command group (`main` picks one)."""

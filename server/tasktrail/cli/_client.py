@@ -1,0 +1,33 @@
+"""What the commands that talk to a server share: where it is, the token,
+and how a failed call is told."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+
+from tasktrail.client import TaskClient, Timeouts, default_target, default_token
+
+# Exit codes of `tasks wait` and `logs follow`: the task's end decides.
+EXIT_COMPLETED, EXIT_UNSUCCESSFUL, EXIT_TIMEOUT = 0, 1, 2
+
+
+def add_client_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default=None, help="host:port of tasktrail's gRPC port (TASKTRAIL_TARGET)")
+    p.add_argument("--token", default=None, help="an access token (TASKTRAIL_TOKEN; or ./data/dev-token)")
+    p.add_argument("--json", action="store_true", help="JSON for scripts")
+
+
+def connect(args: argparse.Namespace, wait: float = 30.0) -> TaskClient:
+    return TaskClient(
+        args.target or default_target(), args.token or default_token(), timeouts=Timeouts(call=10.0, wait=wait)
+    )
+
+
+def failed(error: grpc.RpcError) -> int:
+    code = error.code() if hasattr(error, "code") else None
+    details = error.details() if hasattr(error, "details") else str(error)
+    print(f"tasktrail: {code.name if code else 'error'}: {details}", file=sys.stderr)
+    return 1

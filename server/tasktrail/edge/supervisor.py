@@ -1,0 +1,307 @@
+"""`tasktrail up`: migrate, start the server processes and Envoy, supervise
+them, and stop everything cleanly on Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tasktrail.api.server import SERVER_PORT, SHUTDOWN_GRACE
+from tasktrail.auth import dev
+from tasktrail.edge import config, sample, tls
+from tasktrail.store import migrate, open_store
+
+log = logging.getLogger("tasktrail.up")
+
+# Children get SIGTERM when `up` dies, even by SIGKILL (Linux, util-linux setpriv).
+_SETPRIV = shutil.which("setpriv")
+DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    env: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [*DIE_WITH_PARENT, *self.argv],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches `up` only; it stops the children in order
+                env={**os.environ, **self.env},
+            )
+        self.started_at = time.monotonic()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def wait_healthy(target: str, child: Child | None, timeout: float = 30.0) -> None:
+    """Until the server at `target` answers SERVING (`child`: the process we started there)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if child is not None and not child.alive():
+                raise RuntimeError(f"{child.name} exited early; see {child.log_path}")
+            with contextlib.suppress(grpc.RpcError):  # not listening yet
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            time.sleep(0.1)
+    where = f"; see {child.log_path}" if child is not None else ""
+    raise TimeoutError(f"{child.name if child else target} did not become healthy within {timeout:.0f} s{where}")
+
+
+def wait_envoy_ready(admin: str, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not child.alive():
+            raise RuntimeError(f"Envoy exited early (is a port taken?); see {child.log_path}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{admin}/ready", timeout=1.0) as reply:
+            if reply.status == 200:  # not listening yet: OSError
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"Envoy was not ready within {timeout:.0f} s; see {child.log_path}")
+
+
+@dataclass(frozen=True)
+class UpSettings:
+    """What `tasktrail up` runs: where, on which ports, with how many processes."""
+
+    data_dir: Path
+    database_url: str
+    # The flags every `tasktrail serve` it starts gets (the server options).
+    server_argv: Sequence[str] = ()
+    host: str = "127.0.0.1"
+    rest_port: int = 3000
+    grpc_port: int = 50051
+    cloud_port: int = 8443
+    crdb_port: int = 9443
+    admin_port: int = 9901
+    server_port: int = SERVER_PORT
+    replicas: int = 1
+    # Servers on other hosts: then this machine runs Envoy alone, in front of them.
+    backends: Sequence[tuple[str, int]] = ()
+    write_lane: bool = False
+    envoy_concurrency: int = 1
+    envoy_idle_timeout: float = 300.0
+    access_log: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    sample: bool = True
+    controlplane_auth: bool = False
+    shutdown_grace: float = SHUTDOWN_GRACE
+
+
+@dataclass(frozen=True)
+class DevCredentials:
+    token: str
+    account: dev.DevAccount
+    user: tuple[str, str]
+
+
+async def _dev_credentials(url: str, data_dir: Path) -> DevCredentials:
+    store = open_store(url)
+    try:
+        return DevCredentials(
+            await dev.ensure_token(store, data_dir),
+            await dev.ensure_account(store, data_dir),
+            await dev.ensure_user(store, data_dir),
+        )
+    finally:
+        await store.close()
+
+
+def banner(up: UpSettings, data_dir: Path, credentials: DevCredentials, certificate: tls.ServerCertificate) -> str:
+    token, account, user = credentials.token, credentials.account, credentials.user
+    host = up.host
+    rest = f"http://{host}:{up.rest_port}"
+    db = "example"
+    task = sample.DOC_TASK_ID
+    auth = f" -H 'Authorization: Bearer {token}'" if up.controlplane_auth else ""
+    lines = [
+        "",
+        "tasktrail is up.",
+        f"  REST, control-plane API   {rest}" + ("  (needs a token)" if up.controlplane_auth else ""),
+        f"  gRPC, every service       {host}:{up.grpc_port}",
+        f"  REST, cloud API (HTTPS)   https://{host}:{up.cloud_port}/v1",
+        f"  REST, enterprise (HTTPS)  https://{host}:{up.crdb_port}/v1/crdb_tasks",
+        f"  Envoy admin               http://{host}:{up.admin_port}",
+        f"  store                     {up.database_url}",
+        f"  logs                      {data_dir / 'logs'}",
+        *([f"  local CA                  export CURL_CA_BUNDLE={certificate.ca}"] if certificate.ca else []),
+        f"  development token         {token}",
+        f"                            (a writer of every scope; kept in {data_dir / dev.TOKEN_FILE})",
+        f"  development cloud account {account.account_id}: its keys are in {account.path}",
+        f"  development user          {user[0]}:{user[1]}",
+        f"                            (basic auth on the enterprise API; kept in {data_dir / dev.USER_FILE})",
+        "",
+        "Try:",
+        f"  curl{auth} {rest}/v1/databases/{db}/tasks",
+        f"  curl{auth} '{rest}/v1/databases/{db}/tasks?limit=5&after_task_id={sample.DOC_AFTER_TASK_ID}"
+        "&sort_order=asc'",
+        f"  curl{auth} {rest}/v1/databases/{db}/tasks/{task}",
+        f"  curl{auth} {rest}/v1/databases/{db}/tasks/{task}/log",
+        f"  curl{auth} '{rest}/v1/databases/{db}/tasks/{task}/log?after_entry_id={sample.DOC_AFTER_ENTRY_ID}'",
+        f"  curl{auth} '{rest}/v1/databases/{db}/tasks/{task}/log?limit=10'",
+        f"  curl{auth} {rest}/v1/hosts/{sample.HOST_ID}/tasks",
+        f"  curl{auth} '{rest}/v1/tasks?scope=database&entity_id={db}'",
+        "",
+        f"  export TASKTRAIL_TARGET={host}:{up.grpc_port} TASKTRAIL_TOKEN={token}",
+        "  .venv/bin/tasktrail tasks list",
+        f"  .venv/bin/tasktrail logs get {task}",
+        "  .venv/bin/tasktrail demo",
+        "",
+        f"  set -a; . {account.path}; set +a",
+        f"  export HOST={host}:{up.cloud_port}/v1" + (f" CURL_CA_BUNDLE={certificate.ca}" if certificate.ca else ""),
+        '  curl -s -X GET "https://$HOST/tasks" -H "accept: application/json" '
+        '-H "x-api-key: $ACCOUNT_KEY" -H "x-api-secret-key: $SECRET_KEY"',
+        "",
+        f"  curl -k -u '{user[0]}:{user[1]}' https://{host}:{up.crdb_port}/v1/crdb_tasks",
+        f"  curl -k -u '{user[0]}:{user[1]}' "
+        f"'https://{host}:{up.crdb_port}/v1/crdb_tasks/{sample.CRDB_FINISHED_ID}?verbose=true'",
+        "",
+        "Press Ctrl-C to stop.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def up(settings: UpSettings) -> int:
+    data_dir = settings.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.database_url
+    revision = migrate(url)
+    log.info("schema at revision %s", revision)
+    credentials = asyncio.run(_dev_credentials(url, data_dir))
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    host = settings.host
+
+    def serve(name: str, port: int) -> Child:
+        argv = [sys.executable, "-m", "tasktrail", "serve", *settings.server_argv, "--host", host, "--port", str(port)]
+        return Child(name, argv, data_dir / "logs" / f"{name}.log")
+
+    remote = list(settings.backends)
+    first = settings.server_port
+    backends = remote or [(host, first + i) for i in range(settings.replicas)]
+    servers = [serve(f"server-{i}", first + i) for i in range(0 if remote else settings.replicas)]
+    writers: list[tuple[str, int]] = []
+    if settings.write_lane and not remote:
+        lane_port = first + settings.replicas
+        servers.append(serve("writer", lane_port))
+        writers.append((host, lane_port))
+    certificate = tls.server_certificate(data_dir, host, settings.tls_cert, settings.tls_key)
+    edge = config.EdgeConfig(
+        backends=backends,
+        write_backends=writers,
+        host=host,
+        rest_port=settings.rest_port,
+        grpc_port=settings.grpc_port,
+        cloud_port=settings.cloud_port,
+        crdb_port=settings.crdb_port,
+        tls_cert=certificate.cert,
+        tls_key=certificate.key,
+        admin_port=settings.admin_port,
+        access_log=settings.access_log,
+        stream_idle_timeout=settings.envoy_idle_timeout,
+    )
+    config_path = config.write(edge, data_dir / "envoy")
+    envoy_argv = config.envoy_command(config_path, settings.envoy_concurrency)
+    envoy = Child("envoy", envoy_argv, data_dir / "logs" / "envoy.log")
+    children = [*servers, envoy]
+    try:
+        for child in servers:
+            child.start()
+        for i, child in enumerate(servers):
+            wait_healthy(f"{host}:{first + i}", child)  # the write lane's port follows the replicas
+        for backend_host, port in remote:
+            wait_healthy(f"{backend_host}:{port}", None)
+        envoy.start()
+        wait_envoy_ready(f"{host}:{settings.admin_port}", envoy)
+        if settings.sample:
+            account_id = credentials.account.account_id
+            wrote = sample.write_if_empty(f"{host}:{settings.grpc_port}", credentials.token, account_id)
+            if wrote:
+                log.info(
+                    "wrote %d sample tasks (database %s, host %s, cloud account %s, crdb %s)",
+                    wrote,
+                    sample.DATABASE_ID,
+                    sample.HOST_ID,
+                    account_id,
+                    sample.CRDB_GUID,
+                )
+        print(banner(settings, data_dir, credentials, certificate), flush=True)
+        supervise(children, lambda: stopping)
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        # Envoy first, so no new traffic arrives while servers drain.
+        envoy.stop(5.0)
+        for child in servers:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.terminate()
+        for child in servers:
+            child.stop(settings.shutdown_grace)
+        log.info("stopped")
+    return 0
+
+
+def supervise(children: list[Child], stopping: Callable[[], bool]) -> None:
+    """Restart a child that dies, with a backoff, until told to stop."""
+    while not stopping():
+        for child in children:
+            if child.proc is not None and child.proc.poll() is not None and not stopping():
+                code = child.proc.returncode
+                backoff = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
+                if time.monotonic() - child.started_at > 60:
+                    child.restarts = 0  # it ran a good while: start over
+                    backoff = 0.5
+                log.warning("%s exited (%s); restarting in %.1f s, see %s", child.name, code, backoff, child.log_path)
+                time.sleep(backoff)
+                child.restarts += 1
+                child.start()
+        time.sleep(0.2)

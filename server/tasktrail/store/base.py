@@ -1,0 +1,102 @@
+"""What every backend of the store shares: the `Store` base, its options, and
+a cache of compiled statements.
+
+Transactions are plain functions of the core's `Transaction` (writes) or
+`Snapshot` (reads), the same on every database; only the way a backend runs
+them differs (`sqlite.py`, `postgres.py`).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.sql import Select
+
+from tasktrail.store.statements import ReadQueries, WriteQueries
+
+T = TypeVar("T")
+C = TypeVar("C")
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    # SQLite durability: NORMAL survives a crash of the process (the WAL is in
+    # the OS); FULL also survives a crash of the machine, at an fsync a commit.
+    sqlite_synchronous: str = "NORMAL"
+    sqlite_busy_timeout_ms: int = 10_000
+
+
+class Store(abc.ABC):
+    """One database, with a write path and a read path: the core's `TaskStore`."""
+
+    url: str
+
+    @abc.abstractmethod
+    async def write(self, fn: Callable[[WriteQueries], T], changed: str | None = None) -> T:
+        """Run `fn` in a write transaction; commit when it returns. `changed`
+        names the task it wrote, for other processes' change feeds."""
+
+    @abc.abstractmethod
+    async def read(self, fn: Callable[[ReadQueries], T]) -> T:
+        """Run `fn`, which makes one statement (its own snapshot)."""
+
+    @abc.abstractmethod
+    async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
+        """Run `fn`, which may make several statements, in one read snapshot."""
+
+    @abc.abstractmethod
+    def change_poll_interval(self, configured: float) -> float:
+        """How often a change feed polls the versions of the tasks it watches."""
+
+    @abc.abstractmethod
+    def others_committed(self) -> bool:
+        """Whether another process may have written since the last call."""
+
+    @abc.abstractmethod
+    def listen(self, heard: Callable[[str], None], resync: Callable[[], None]) -> Awaitable[None]:
+        """Hear of other processes' writes for as long as the process serves."""
+
+    @abc.abstractmethod
+    async def check_schema(self) -> None:
+        """Raise SchemaOutdated unless the schema is the one this code needs."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections and threads."""
+
+
+class Compiled(Generic[C]):
+    """Statements compiled once each, by the statement object (kept with its
+    SQL, so that its id stays its own)."""
+
+    __slots__ = ("_compile", "_items")
+
+    def __init__(self, compile_one: Callable[[Select[Any]], C]) -> None:
+        self._compile = compile_one
+        self._items: dict[int, tuple[Select[Any], C]] = {}
+
+    def __call__(self, stmt: Select[Any]) -> C:
+        hit = self._items.get(id(stmt))
+        if hit is None or hit[0] is not stmt:
+            hit = self._items[id(stmt)] = (stmt, self._compile(stmt))
+        return hit[1]
+
+
+def normalize_url(url: str) -> str:
+    """postgresql:// means asyncpg; sqlite URLs stay as they are."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() != "asyncpg":
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    return url
+
+
+def backend_of(url: str) -> str:
+    """sqlite or postgresql; anything else is refused."""
+    backend = make_url(url).get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database: {backend} (use sqlite:/// or postgresql+asyncpg://)")
+    return backend

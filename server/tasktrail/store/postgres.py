@@ -1,0 +1,244 @@
+"""PostgreSQL, the store to scale out on: several processes on several hosts.
+
+- Writes run through SQLAlchemy's asyncio engine on asyncpg, and NOTIFY the
+  task they changed at commit.
+- Reads run through asyncpg itself, with SQLAlchemy statements compiled once:
+  a read pays for one prepared statement's round trip, not for the ORM-core
+  machinery.
+- Other processes' writes are heard through LISTEN on a connection of its
+  own, backed by a slow poll of the watched tasks' versions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+from sqlalchemy import Connection, text
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql import Select
+from sqlalchemy.util import await_only, greenlet_spawn
+
+from tasktrail.core import errors
+from tasktrail.core.storage import Conflict
+from tasktrail.store import migrate as migrations
+from tasktrail.store.base import Compiled, Store, StoreOptions
+from tasktrail.store.statements import ReadQueries, Row, WriteQueries
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# The channel on which every write names the task it changed.
+CHANGES_CHANNEL = "tasktrail_changes"
+# A notice is "<origin> <task id>": the writing process has told its own waiters
+# already, so its listener skips its own notices.
+ORIGIN = secrets.token_hex(8)
+_NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '{ORIGIN} ' || :task_id)")
+# With LISTEN doing the work, the versions poll only backs it up (seconds).
+BACKUP_POLL_INTERVAL = 1.0
+# Any fixed key serves: it only has to be the same in every process.
+MIGRATE_LOCK = 0x7461736B74726C  # "tasktrl"
+
+_DIALECT = postgresql_dialect.asyncpg.dialect()  # type: ignore[no-untyped-call]
+PgConnection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+def compile_statement(stmt: Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
+    """The SQL, its parameters in order, and the values bound in the statement
+    itself (its defaults)."""
+    compiled = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
+    return str(compiled), tuple(compiled.positiontup or ()), compiled.params
+
+
+class _Reader(ReadQueries):
+    """Executes compiled SQLAlchemy statements with asyncpg itself, inside a
+    greenlet (as SQLAlchemy's own asyncio layer does)."""
+
+    __slots__ = ("_compiled", "_conn")
+
+    def __init__(self, conn: PgConnection, compiled: Compiled[tuple[str, tuple[str, ...], dict[str, Any]]]) -> None:
+        self._conn = conn
+        self._compiled = compiled
+
+    def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
+        sql, names, defaults = self._compiled(stmt)
+        args = [params[n] if n in params else defaults[n] for n in names]
+        if any(type(a) is str and "\x00" in a for a in args):
+            return []  # no text in PostgreSQL holds U+0000, and a statement given one fails: nothing matches
+        return [tuple(r) for r in await_only(self._conn.fetch(sql, *args))]
+
+
+class _Writes(WriteQueries):
+    __slots__ = ()
+
+    def try_exclusive(self, key: int) -> bool:
+        """A transaction-level advisory lock: another process holding it does this job already."""
+        return bool(self.conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar_one())
+
+
+# PostgreSQL's text cannot hold U+0000; a statement given one fails with this.
+_NUL_IN_TEXT = "22021"  # character_not_in_repertoire
+
+
+@contextlib.contextmanager
+def _refusing_nul() -> Iterator[None]:
+    """A write whose text holds U+0000 is refused (a 4xx in every dialect), not failed."""
+    try:
+        yield
+    except (asyncpg.PostgresError, DBAPIError) as error:
+        cause: BaseException | None = error
+        while cause is not None and getattr(cause, "sqlstate", None) != _NUL_IN_TEXT:
+            cause = getattr(cause, "orig", None) or cause.__cause__
+        if cause is None:
+            raise
+        raise errors.InvalidArgument("text may not contain U+0000 (NUL)") from error
+
+
+def dsn(url: str) -> str:
+    """The URL as asyncpg itself takes it."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _on_lost(lost: asyncio.Event, _conn: object) -> None:
+    lost.set()
+
+
+class PostgresStore(Store):
+    def __init__(self, url: str, options: StoreOptions) -> None:
+        self.url = url
+        self.options = options
+        self._engine: AsyncEngine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # Reads: asyncpg's own pool (made on first use, on the running loop).
+        self._pool: asyncpg.Pool | None = None
+        self._pool_made: asyncio.Lock | None = None
+        self._closed = False
+        self._compiled = Compiled(compile_statement)
+
+    async def _readers(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool_made = self._pool_made or asyncio.Lock()
+            async with self._pool_made:  # one pool, however many reads arrive first
+                if self._pool is None and not self._closed:
+                    pool = await asyncpg.create_pool(self.dsn(), min_size=1, max_size=10)
+                    self._keep_or_close(pool)
+        if self._pool is None:
+            raise RuntimeError("the store is closed")
+        return self._pool
+
+    def _keep_or_close(self, pool: asyncpg.Pool) -> None:
+        if self._closed:  # closed while the pool was being made
+            pool.terminate()
+        else:
+            self._pool = pool
+
+    async def write(self, fn: Callable[[WriteQueries], T], changed: str | None = None) -> T:
+        def run(conn: Connection) -> T:
+            result = fn(_Writes(conn))
+            if changed is not None:
+                conn.execute(_NOTIFY, {"task_id": changed})  # delivered at commit, to every listener
+            return result
+
+        try:
+            with _refusing_nul():
+                async with self._engine.begin() as conn:
+                    return await conn.run_sync(run)
+        except IntegrityError as exc:
+            raise Conflict(str(exc.orig)) from exc
+
+    async def read(self, fn: Callable[[ReadQueries], T]) -> T:
+        # One statement: no transaction, so no BEGIN/COMMIT round trips.
+        async with (await self._readers()).acquire() as conn:
+            return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+
+    async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
+        # Several statements see one snapshot.
+        async with (
+            (await self._readers()).acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+
+    def dsn(self) -> str:
+        return dsn(self.url)
+
+    @property
+    def async_engine(self) -> AsyncEngine:
+        return self._engine
+
+    # -- other processes' writes: LISTEN, and a slow poll behind it ------------------
+
+    def change_poll_interval(self, configured: float) -> float:
+        return BACKUP_POLL_INTERVAL
+
+    def others_committed(self) -> bool:
+        return True
+
+    async def listen(self, heard: Callable[[str], None], resync: Callable[[], None]) -> None:
+        """LISTEN on a connection of its own; made again when it breaks, and
+        then every waiter looks again (a NOTIFY may have been missed)."""
+
+        def notice(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+            origin, _, task_id = str(payload).partition(" ")
+            if origin != ORIGIN:  # this process's own writes woke its waiters already
+                heard(task_id)
+
+        while True:
+            lost = asyncio.Event()
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self.dsn())
+                conn.add_termination_listener(functools.partial(_on_lost, lost))
+                await conn.add_listener(CHANGES_CHANNEL, notice)
+                resync()
+                await lost.wait()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("LISTEN connection failed (%s); polling until it is back", exc)
+            finally:
+                # The connection is closed even when the server stops mid-LISTEN.
+                if conn is not None:
+                    try:
+                        await asyncio.wait_for(conn.close(), 2)
+                    except Exception:
+                        conn.terminate()
+            resync()
+            await asyncio.sleep(1.0)
+
+    async def check_schema(self) -> None:
+        async with self._engine.connect() as conn:
+            current = await conn.run_sync(migrations.current_revision)
+        migrations.check_revision(current)
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._pool is not None:
+            try:
+                await asyncio.wait_for(self._pool.close(), 5)
+            except TimeoutError:
+                self._pool.terminate()
+            self._pool = None
+        await self._engine.dispose()
+
+
+async def migrate(url: str) -> None:
+    """Bring the schema to the code's revision, one migrator at a time across hosts."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATE_LOCK})
+            try:
+                await conn.run_sync(migrations.upgrade)
+                await conn.commit()
+            finally:
+                await conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATE_LOCK})
+                await conn.commit()
+    finally:
+        await engine.dispose()

@@ -1,0 +1,471 @@
+"""Statements on tasks and log entries, and rows to model objects: the
+core's `Snapshot` and `Transaction`, in SQL that runs unchanged on SQLite and
+PostgreSQL (each backend overrides the few methods it does its own way).
+
+Read statements are built once per shape (cached) so that the read paths
+compile each to SQL once. Every list is a keyset page on an index in
+(created_at, task_id) order: no OFFSET, no COUNT.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import functools
+import heapq
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from tasktrail.core import errors
+from tasktrail.core.model import (
+    LogEntry,
+    Progress,
+    Result,
+    Scope,
+    Status,
+    Task,
+    TaskError,
+    TaskPage,
+    TaskQuery,
+)
+from tasktrail.store.schema import log_entries, tasks
+
+Row = tuple[Any, ...]
+
+TASK_COLUMNS = (
+    tasks.c.task_id,
+    tasks.c.scope,
+    tasks.c.entity_id,
+    tasks.c.type,
+    tasks.c.status,
+    tasks.c.created_at,
+    tasks.c.updated_at,
+    tasks.c.status_changed_at,
+    tasks.c.parent_id,
+    tasks.c.node_name,
+    tasks.c.instance_id,
+    tasks.c.host_id,
+    tasks.c.started_at,
+    tasks.c.completed_at,
+    tasks.c.error,
+    tasks.c.progress,
+    tasks.c.result,
+    tasks.c.in_commit_phase,
+    tasks.c.worker_name,
+    tasks.c.expire_at,
+    tasks.c.last_entry_id,
+    tasks.c.request_id,
+    tasks.c.lease_id,
+    tasks.c.lease_expires_at,
+    tasks.c.lease_duration_us,
+    tasks.c.cancel_forced,
+    tasks.c.retention_us,
+    tasks.c.version,
+    tasks.c.last_append_id,
+    tasks.c.last_append_ids,
+)
+
+_SCOPES = {s.value: s for s in Scope}
+_STATUSES = {s.value: s for s in Status}
+
+
+def _json(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def dump_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def task_from_row(row: Row) -> Task:
+    error, progress, result = row[14], row[15], row[16]
+    return Task(
+        task_id=row[0],
+        scope=_SCOPES[row[1]],
+        entity_id=row[2],
+        type=row[3],
+        status=_STATUSES[row[4]],
+        created_at=row[5],
+        updated_at=row[6],
+        status_changed_at=row[7],
+        parent_id=row[8],
+        node_name=row[9],
+        instance_id=row[10],
+        host_id=row[11],
+        started_at=row[12],
+        completed_at=row[13],
+        error=None if error is None else TaskError.from_json(json.loads(error)),
+        progress=None if progress is None else Progress.from_json(json.loads(progress)),
+        result=None if result is None else Result.from_json(json.loads(result)),
+        in_commit_phase=bool(row[17]),
+        worker_name=row[18],
+        expire_at=row[19],
+        last_entry_id=row[20],
+        request_id=row[21],
+        lease_id=row[22],
+        lease_expires_at=row[23],
+        lease_duration_us=row[24],
+        cancel_forced=bool(row[25]),
+        retention_us=row[26],
+        version=row[27],
+        last_append_id=row[28],
+        last_append_ids=tuple(json.loads(row[29])) if row[29] else (),
+    )
+
+
+def task_values(task: Task) -> dict[str, Any]:
+    """A task as column values."""
+    return {
+        "task_id": task.task_id,
+        "scope": task.scope.value,
+        "entity_id": task.entity_id,
+        "type": task.type,
+        "status": task.status.value,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "status_changed_at": task.status_changed_at,
+        "parent_id": task.parent_id,
+        "node_name": task.node_name,
+        "instance_id": task.instance_id,
+        "host_id": task.host_id,
+        "started_at": task.started_at,
+        "completed_at": task.completed_at,
+        "error": None if task.error is None else dump_json(task.error.to_json()),
+        "progress": None if task.progress is None else dump_json(task.progress.to_json()),
+        "result": None if task.result is None else dump_json(task.result.to_json()),
+        "in_commit_phase": task.in_commit_phase,
+        "worker_name": task.worker_name,
+        "expire_at": task.expire_at,
+        "last_entry_id": task.last_entry_id,
+        "request_id": task.request_id,
+        "lease_id": task.lease_id,
+        "lease_expires_at": task.lease_expires_at,
+        "lease_duration_us": task.lease_duration_us,
+        "cancel_forced": task.cancel_forced,
+        "retention_us": task.retention_us,
+        "version": task.version,
+        "last_append_id": task.last_append_id,
+        "last_append_ids": dump_json(list(task.last_append_ids)) if task.last_append_ids else None,
+    }
+
+
+def _alive() -> ColumnElement[bool]:
+    return or_(tasks.c.expire_at.is_(None), tasks.c.expire_at > bindparam("now"))
+
+
+# -- reads --------------------------------------------------------------------
+
+_GET_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id"), _alive())
+_TASK_POSITION = select(tasks.c.scope, tasks.c.created_at, tasks.c.task_id).where(
+    tasks.c.task_id == bindparam("task_id")
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _list_statement(
+    with_entity: bool, n_statuses: int, n_types: int, descending: bool, with_after: bool
+) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = [tasks.c.scope == bindparam("scope"), _alive()]
+    if with_entity:
+        conditions.append(tasks.c.entity_id == bindparam("entity_id"))
+    if n_statuses:
+        conditions.append(tasks.c.status.in_([bindparam(f"status_{i}") for i in range(n_statuses)]))
+    if n_types:
+        conditions.append(tasks.c.type.in_([bindparam(f"type_{i}") for i in range(n_types)]))
+    if with_after:
+        position = tuple_(tasks.c.created_at, tasks.c.task_id)
+        cursor = tuple_(bindparam("after_created_at"), bindparam("after_task_id"))
+        conditions.append(position < cursor if descending else position > cursor)
+    if descending:
+        order = (tasks.c.created_at.desc(), tasks.c.task_id.desc())
+    else:
+        order = (tasks.c.created_at.asc(), tasks.c.task_id.asc())
+    return select(*TASK_COLUMNS).where(and_(*conditions)).order_by(*order).limit(bindparam("limit"))
+
+
+_BY_STATUS_CHANGE = (
+    select(*TASK_COLUMNS)
+    .where(
+        tasks.c.scope == bindparam("scope"),
+        tasks.c.entity_id == bindparam("entity_id"),
+        tasks.c.created_at >= bindparam("since"),
+        _alive(),
+    )
+    .order_by(tasks.c.status_changed_at.desc(), tasks.c.task_id.desc())
+    .limit(bindparam("limit"))
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _versions_statement(n: int) -> Select[Any]:
+    return select(tasks.c.task_id, tasks.c.version).where(tasks.c.task_id.in_([bindparam(f"id_{i}") for i in range(n)]))
+
+
+_LAPSED = (
+    select(tasks.c.task_id)
+    .where(tasks.c.lease_expires_at <= bindparam("now"))
+    .order_by(tasks.c.lease_expires_at)
+    .limit(bindparam("limit"))
+)
+_EXPIRED = (
+    select(tasks.c.task_id)
+    .where(tasks.c.expire_at <= bindparam("now"))
+    .order_by(tasks.c.expire_at)
+    .limit(bindparam("limit"))
+)
+
+_LOG_COLUMNS = (log_entries.c.entry_id, log_entries.c.timestamp, log_entries.c.message, log_entries.c.fields)
+_LOG_FORWARD = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"))
+    .order_by(log_entries.c.entry_id.asc())
+    .limit(bindparam("limit"))
+)
+_LOG_FORWARD_FROM = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"), log_entries.c.entry_id >= bindparam("from_id"))
+    .order_by(log_entries.c.entry_id.asc())
+    .limit(bindparam("limit"))
+)
+_LOG_AFTER = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"), log_entries.c.entry_id > bindparam("after"))
+    .order_by(log_entries.c.entry_id.asc())
+    .limit(bindparam("limit"))
+)
+_LOG_TAIL = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"))
+    .order_by(log_entries.c.entry_id.desc())
+    .limit(bindparam("limit"))
+)
+_LOG_TAIL_FROM = (
+    select(*_LOG_COLUMNS)
+    .where(log_entries.c.task_id == bindparam("task_id"), log_entries.c.entry_id >= bindparam("from_id"))
+    .order_by(log_entries.c.entry_id.desc())
+    .limit(bindparam("limit"))
+)
+
+# Every read statement, by name: the query-plan tests check each.
+READS: dict[str, Select[Any]] = {
+    "get_task": _GET_TASK,
+    "task_position": _TASK_POSITION,
+    "by_status_change": _BY_STATUS_CHANGE,
+    "lapsed": _LAPSED,
+    "expired": _EXPIRED,
+    "log_forward": _LOG_FORWARD,
+    "log_forward_from": _LOG_FORWARD_FROM,
+    "log_after": _LOG_AFTER,
+    "log_tail": _LOG_TAIL,
+    "log_tail_from": _LOG_TAIL_FROM,
+}
+
+
+def list_statement(with_entity: bool, n_statuses: int, n_types: int, descending: bool, with_after: bool) -> Select[Any]:
+    """The statement of one range of a task list (the query-plan tests check each shape)."""
+    return _list_statement(with_entity, n_statuses, n_types, descending, with_after)
+
+
+def _entry(row: Row) -> LogEntry:
+    return LogEntry(entry_id=row[0], timestamp=row[1], message=row[2], fields=_json(row[3]))
+
+
+class ReadQueries(abc.ABC):
+    """The core's `Snapshot` over a backend's way of running a statement."""
+
+    __slots__ = ()
+
+    @abc.abstractmethod
+    def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
+        """The rows of one read statement."""
+
+    def get_task(self, task_id: str, now: int) -> Task | None:
+        rows = self.rows(_GET_TASK, {"task_id": task_id, "now": now})
+        return task_from_row(rows[0]) if rows else None
+
+    def task_position(self, task_id: str) -> tuple[Scope, tuple[int, str]] | None:
+        rows = self.rows(_TASK_POSITION, {"task_id": task_id})
+        return (_SCOPES[rows[0][0]], (rows[0][1], rows[0][2])) if rows else None
+
+    def _list_range(self, query: TaskQuery, scope: Scope, entity_id: str | None, now: int, limit: int) -> list[Task]:
+        stmt = _list_statement(
+            entity_id is not None, len(query.statuses), len(query.types), query.descending, query.after is not None
+        )
+        params: dict[str, Any] = {"scope": scope.value, "now": now, "limit": limit}
+        if entity_id is not None:
+            params["entity_id"] = entity_id
+        for i, status in enumerate(query.statuses):
+            params[f"status_{i}"] = status.value
+        for i, type_ in enumerate(query.types):
+            params[f"type_{i}"] = type_
+        if query.after is not None:
+            params["after_created_at"], params["after_task_id"] = query.after
+        return [task_from_row(r) for r in self.rows(stmt, params)]
+
+    def list_tasks(self, query: TaskQuery, now: int) -> TaskPage:
+        """One page. Several ranges (scopes, entities) are merged from one index range each."""
+        types = tuple(t for t in query.types if "\x00" not in t)
+        if len(types) < len(query.types):
+            # No type holds U+0000 (see _storable), and PostgreSQL could not even compare
+            # one: it leaves the filter, and a filter of nothing else matches no task.
+            if not types:
+                return TaskPage(tasks=[], has_more=False)
+            query = dataclasses.replace(query, types=types)
+        want = query.limit + 1  # one more tells whether more follow
+        per_range = [self._list_range(query, scope, entity, now, want) for scope, entity in query.ranges]
+        if not per_range:
+            merged: list[Task] = []
+        elif len(per_range) == 1:
+            merged = per_range[0]
+        else:
+            merged = list(heapq.merge(*per_range, key=lambda t: t.position, reverse=query.descending))[:want]
+        return TaskPage(tasks=merged[: query.limit], has_more=len(merged) > query.limit)
+
+    def by_status_change(self, scope: Scope, entity_id: str, since: int, now: int, limit: int) -> list[Task]:
+        params = {"scope": scope.value, "entity_id": entity_id, "since": since, "now": now, "limit": limit}
+        return [task_from_row(r) for r in self.rows(_BY_STATUS_CHANGE, params)]
+
+    def task_versions(self, task_ids: Sequence[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for start in range(0, len(task_ids), 256):
+            chunk = task_ids[start : start + 256]
+            stmt = _versions_statement(len(chunk))
+            out.update({r[0]: r[1] for r in self.rows(stmt, {f"id_{i}": t for i, t in enumerate(chunk)})})
+        return out
+
+    def lapsed_leases(self, now: int, limit: int) -> list[str]:
+        return [r[0] for r in self.rows(_LAPSED, {"now": now, "limit": limit})]
+
+    def expired_tasks(self, now: int, limit: int) -> list[str]:
+        return [r[0] for r in self.rows(_EXPIRED, {"now": now, "limit": limit})]
+
+    def log_forward(self, task_id: str, from_id: str | None, limit: int) -> list[LogEntry]:
+        if from_id is None:
+            rows = self.rows(_LOG_FORWARD, {"task_id": task_id, "limit": limit})
+        else:
+            rows = self.rows(_LOG_FORWARD_FROM, {"task_id": task_id, "from_id": from_id, "limit": limit})
+        return [_entry(r) for r in rows]
+
+    def log_forward_after(self, task_id: str, after: str | None, limit: int) -> list[LogEntry]:
+        if after is None:
+            return self.log_forward(task_id, None, limit)
+        return [_entry(r) for r in self.rows(_LOG_AFTER, {"task_id": task_id, "after": after, "limit": limit})]
+
+    def log_tail(self, task_id: str, from_id: str | None, limit: int) -> list[LogEntry]:
+        if from_id is None:
+            rows = self.rows(_LOG_TAIL, {"task_id": task_id, "limit": limit})
+        else:
+            rows = self.rows(_LOG_TAIL_FROM, {"task_id": task_id, "from_id": from_id, "limit": limit})
+        return [_entry(r) for r in reversed(rows)]
+
+
+# -- writes (inside a write transaction) -----------------------------------------
+
+_BY_REQUEST_ID = select(*TASK_COLUMNS).where(tasks.c.request_id == bindparam("request_id"))
+_LOCK_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id")).with_for_update()
+
+
+def _storable(values: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL's text cannot hold U+0000, so no store takes it: the same
+    request gets the same answer on SQLite and on PostgreSQL. (JSON columns
+    hold it escaped.)"""
+    for name, value in values.items():
+        if type(value) is str and "\x00" in value:
+            raise errors.InvalidArgument(f"{name} may not contain U+0000 (NUL)")
+    return values
+
+
+class WriteQueries:
+    """The core's `Transaction` on a SQLAlchemy connection inside a transaction."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def lock_task(self, task_id: str) -> Task | None:
+        """A task under its row lock (FOR UPDATE on PostgreSQL; SQLite's
+        BEGIN IMMEDIATE already holds the database's write lock)."""
+        if "\x00" in task_id:
+            return None  # no id holds U+0000 (see _storable)
+        row = self.conn.execute(_LOCK_TASK, {"task_id": task_id}).first()
+        return None if row is None else task_from_row(tuple(row))
+
+    def task_by_request_id(self, request_id: str) -> Task | None:
+        row = self.conn.execute(_BY_REQUEST_ID, {"request_id": request_id}).first()
+        return None if row is None else task_from_row(tuple(row))
+
+    def insert_task(self, task: Task) -> None:
+        self.conn.execute(insert(tasks), [_storable(task_values(task))])
+
+    def save_task(self, before: Task, after: Task) -> Task:
+        """Write the columns that changed, and bump the version; returns the task as saved."""
+        old, new = task_values(before), task_values(after)
+        changed = _storable({k: v for k, v in new.items() if old[k] != v and k != "version"})
+        if not changed:
+            return before
+        saved = dataclasses.replace(after, version=before.version + 1)
+        changed["version"] = saved.version
+        self.conn.execute(update(tasks).where(tasks.c.task_id == after.task_id).values(**changed))
+        return saved
+
+    def insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
+        """Straight to the driver: appends are the hot write path."""
+        if entries:
+            self.conn.exec_driver_sql(_insert_entries_sql(self.conn), [entry_row(task_id, e) for e in entries])
+
+    def delete_tasks(self, task_ids: Sequence[str], now: int) -> int:
+        """Delete these tasks and their logs, if they are still expired. Rows
+        another transaction holds locked are left for the next sweep: a task
+        whose retention was just extended is never deleted."""
+        still = select(tasks.c.task_id).where(tasks.c.task_id.in_(task_ids), tasks.c.expire_at <= now)
+        gone = [r[0] for r in self.conn.execute(still.with_for_update(skip_locked=True))]
+        if gone:
+            self.conn.execute(delete(log_entries).where(log_entries.c.task_id.in_(gone)))
+            self.conn.execute(delete(tasks).where(tasks.c.task_id.in_(gone)))
+        return len(gone)
+
+    def try_exclusive(self, key: int) -> bool:
+        """One process at a time: where every write transaction is the only one
+        (SQLite's write lock), always."""
+        return True
+
+
+def entry_row(task_id: str, entry: LogEntry) -> tuple[str, str, int, str, str | None]:
+    return (task_id, entry.entry_id, entry.timestamp, entry.message, dump_json(entry.fields) if entry.fields else None)
+
+
+_INSERT_ENTRIES: dict[str, str] = {}
+
+
+def _insert_entries_sql(conn: Connection) -> str:
+    """INSERT INTO log_entries, in the driver's own parameter style."""
+    name = conn.dialect.paramstyle
+    sql = _INSERT_ENTRIES.get(name)
+    if sql is None:
+        stmt = insert(log_entries).values(
+            task_id=bindparam("task_id"),
+            entry_id=bindparam("entry_id"),
+            timestamp=bindparam("timestamp"),
+            message=bindparam("message"),
+            fields=bindparam("fields"),
+        )
+        compiled = stmt.compile(dialect=conn.dialect)
+        assert compiled.positiontup == ["task_id", "entry_id", "timestamp", "message", "fields"], compiled.positiontup
+        sql = _INSERT_ENTRIES[name] = str(compiled)
+    return sql

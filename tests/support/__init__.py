@@ -1,0 +1,1 @@
+"""Helpers of the tests, in plain modules (fixtures live in conftest.py)."""

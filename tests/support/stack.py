@@ -1,0 +1,184 @@
+"""The real stack (`tasktrail up`: server processes and Envoy) for end-to-end
+tests, on free ports and a fresh store of its own; and small network helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from tasktrail.edge.sample import WithToken
+from tasktrail.v1 import task_service_pb2_grpc, writer_service_pb2_grpc
+from tests.support import databases
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """A running `tasktrail up`."""
+
+    rest: str
+    grpc_target: str
+    admin: str
+    data_dir: Path
+    proc: subprocess.Popen[bytes]
+    channel: grpc.Channel
+    token: str
+    # https://127.0.0.1:<port>, the cloud API; its certificate is signed by `ca`.
+    cloud: str = ""
+    # https://127.0.0.1:<port>, the enterprise API.
+    crdb: str = ""
+    database_url: str = ""
+    owns_database: bool = True
+    # The server processes' own ports (Envoy balances over them).
+    server_ports: tuple[int, ...] = ()
+
+    @property
+    def ca(self) -> Path:
+        return self.data_dir / "tls" / "ca.pem"
+
+    def tasktrail(self, *argv: str, stdin: str | None = None) -> str:
+        """Runs the CLI against the stack's store; its output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "tasktrail", *argv, *self.store_args],
+            input=stdin,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.stdout
+
+    @property
+    def store_args(self) -> tuple[str, ...]:
+        """The CLI's flags that name the stack's store."""
+        return ("--data-dir", str(self.data_dir), "--database-url", self.database_url)
+
+    @property
+    def writer(self) -> writer_service_pb2_grpc.TaskWriterServiceStub:
+        return writer_service_pb2_grpc.TaskWriterServiceStub(self.channel)
+
+    @property
+    def reader(self) -> task_service_pb2_grpc.TaskServiceStub:
+        return task_service_pb2_grpc.TaskServiceStub(self.channel)
+
+
+def distinct_ports(count: int, run: int) -> tuple[list[int], int]:
+    """`count` free ports, and the first of `run` consecutive free ones, all
+    different: each is held open until all are picked, as the kernel may hand
+    out a port it has just released again."""
+    with contextlib.ExitStack() as held:
+
+        def take(port: int = 0) -> int | None:
+            s = held.enter_context(socket.socket())
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return None
+            return int(s.getsockname()[1])
+
+        singles = [take() for _ in range(count)]
+        while True:
+            first = take()
+            assert first is not None
+            if first + run < 65536 and all(take(first + i) is not None for i in range(1, run)):
+                return [p for p in singles if p is not None], first
+
+
+def start_stack(
+    data_dir: Path,
+    *extra: str,
+    replicas: int | None = None,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+) -> Stack:
+    """`tasktrail up` on free ports and a fresh store; replicas as the test run's setting says."""
+    replicas = databases.REPLICAS if replicas is None else replicas
+    url = database_url or databases.fresh_url(data_dir)
+    (rest, grpc_port, admin, cloud_port, crdb_port), server_port = distinct_ports(5, replicas + 1)
+    argv = [
+        sys.executable, "-m", "tasktrail", "up",
+        "--data-dir", str(data_dir),
+        "--database-url", url,
+        "--rest-port", str(rest),
+        "--grpc-port", str(grpc_port),
+        "--admin-port", str(admin),
+        "--cloud-port", str(cloud_port),
+        "--crdb-port", str(crdb_port),
+        "--server-port", str(server_port),
+        "--replicas", str(replicas),
+        "--shutdown-grace", "2",
+        *extra,
+    ]  # fmt: skip
+    with open(data_dir / "up.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"tasktrail up exited: {(data_dir / 'up.log').read_text()}")
+        if b"tasktrail is up." in (data_dir / "up.log").read_bytes():
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise TimeoutError((data_dir / "up.log").read_text())
+    token = (data_dir / "dev-token").read_text().strip()
+    channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"), WithToken(token))
+    return Stack(
+        f"http://127.0.0.1:{rest}",
+        f"127.0.0.1:{grpc_port}",
+        f"127.0.0.1:{admin}",
+        data_dir,
+        proc,
+        channel,
+        token,
+        cloud=f"https://127.0.0.1:{cloud_port}",
+        crdb=f"https://127.0.0.1:{crdb_port}",
+        database_url=url,
+        owns_database=database_url is None,
+        server_ports=tuple(server_port + i for i in range(replicas)),
+    )
+
+
+def stop_stack(stack: Stack) -> None:
+    stack.channel.close()
+    if stack.proc.poll() is None:
+        stack.proc.send_signal(signal.SIGINT)
+        try:
+            stack.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()
+            stack.proc.wait()
+    if stack.owns_database:
+        databases.drop(stack.database_url)
+
+
+def http_get(
+    url: str, headers: dict[str, str] | None = None, ca: Path | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    """One request; HTTPS trusts `ca` (the stack's local CA)."""
+    request = urllib.request.Request(url, headers=headers or {}, method=method)
+    context = ssl.create_default_context(cafile=str(ca)) if ca is not None else None
+    try:
+        with urllib.request.urlopen(request, timeout=10, context=context) as reply:
+            return reply.status, {k.lower(): v for k, v in reply.headers.items()}, reply.read()
+    except urllib.error.HTTPError as err:
+        return err.code, {k.lower(): v for k, v in err.headers.items()}, err.read()

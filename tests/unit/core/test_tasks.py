@@ -1,0 +1,139 @@
+"""Core operations on a real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tasktrail.core import errors
+from tasktrail.core.model import (
+    CONTROL_PLANE_SCOPES,
+    Access,
+    NewLogEntry,
+    NewTask,
+    Scope,
+    Status,
+    TaskChanges,
+    TaskQuery,
+    now_us,
+)
+from tasktrail.core.tasks import EVERYTHING, TaskCore
+from tasktrail.core.validation import Limits
+from tasktrail.store import open_store
+
+pytestmark = pytest.mark.anyio
+CP = Access(scopes=frozenset(CONTROL_PLANE_SCOPES))
+
+
+@pytest.fixture
+async def core(database_url: str) -> AsyncIterator[TaskCore]:
+    store = open_store(database_url)
+    yield TaskCore(store, Limits(max_log_entries=3))
+    await store.close()
+
+
+async def test_lists_merge_scopes_in_one_order(core: TaskCore) -> None:
+    made = []
+    for i in range(6):
+        scope = Scope.DATABASE if i % 2 else Scope.HOST
+        made.append(await core.create_task(NewTask(scope=scope, entity_id=f"e{i % 3}", type="t")))
+    await core.create_task(NewTask(scope=Scope.ACCOUNT, entity_id="acct", type="t"))
+    page = await core.list_tasks(TaskQuery(ranges=CP.ranges(), limit=4))
+    assert [t.task_id for t in page.tasks] == [t.task_id for t in reversed(made)][:4]
+    assert page.has_more
+    rest = await core.list_tasks(TaskQuery(ranges=CP.ranges(), limit=4, after=page.tasks[-1].position))
+    assert [t.task_id for t in rest.tasks] == [t.task_id for t in reversed(made)][4:]
+    assert not rest.has_more
+
+
+async def test_read_log_forward_and_tail(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    await core.update_task(task.task_id, TaskChanges(status=Status.RUNNING))
+    ids = await core.append_log(task.task_id, [NewLogEntry(str(i)) for i in range(7)])
+    first = await core.read_log(task.task_id)
+    assert ([e.entry_id for e in first.entries], first.last_entry_id, first.has_more) == (ids[:3], ids[2], True)
+    nxt = await core.read_log(task.task_id, after_entry_id=first.last_entry_id)
+    assert [e.entry_id for e in nxt.entries] == ids[3:6]
+    last = await core.read_log(task.task_id, after_entry_id=ids[5])
+    assert ([e.entry_id for e in last.entries], last.last_entry_id, last.has_more) == ([ids[6]], ids[6], False)
+    caught_up = await core.read_log(task.task_id, after_entry_id=ids[6])
+    assert (caught_up.entries, caught_up.last_entry_id) == ([], ids[6])
+    tail = await core.read_log(task.task_id, limit=2, tail=True)
+    assert [e.entry_id for e in tail.entries] == ids[5:]
+    tail_after = await core.read_log(task.task_id, after_entry_id=ids[1], limit=2, tail=True)
+    assert [e.entry_id for e in tail_after.entries] == ids[5:]  # the newest, not the next: pgEdge's limit
+    tail_caught_up = await core.read_log(task.task_id, after_entry_id=ids[6], limit=2, tail=True)
+    assert (tail_caught_up.entries, tail_caught_up.last_entry_id) == ([], ids[6])
+
+
+async def test_visibility(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.ACCOUNT, entity_id="acct-1", type="t"))
+    assert (await core.get_task(task.task_id)).task_id == task.task_id
+    with pytest.raises(errors.NotFound):
+        await core.get_task(task.task_id, CP)
+    with pytest.raises(errors.NotFound):
+        await core.get_task(task.task_id, Access.of((Scope.ACCOUNT, "acct-2")))
+    assert (await core.get_task(task.task_id, Access.of((Scope.ACCOUNT, "acct-1")))).task_id == task.task_id
+    with pytest.raises(errors.NotFound):
+        await core.cancel(task.task_id, CP)
+    assert (await core.get_task(task.task_id)).status is Status.PENDING
+
+
+async def test_positions(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    assert await core.position_of(task.task_id, CP) == task.position
+    v1 = "404ecbe0-5cda-11f0-900b-a74a79e3bdba"
+    at, _ = await core.position_of(v1, CP)
+    assert 1_752_000_000_000_000 < at < 1_753_000_000_000_000
+    with pytest.raises(errors.InvalidArgument):
+        await core.position_of("9d1b1c3e-6a4f-4b8e-8f3a-2f1d5c6b7a80", CP)
+    crdb = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="g", type="t", task_id="my-task"))
+    with pytest.raises(errors.InvalidArgument):  # not a task this face shows, and not a UUID
+        await core.position_of(crdb.task_id, CP)
+
+
+async def test_append_batch_is_atomic(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    await core.update_task(task.task_id, TaskChanges(status=Status.RUNNING))
+    with pytest.raises(errors.InvalidArgument):
+        await core.append_log(
+            task.task_id, [NewLogEntry("ok"), NewLogEntry("bad", entry_id="00000000-0000-4000-8000-000000000000")]
+        )
+    assert (await core.read_log(task.task_id)).entries == []
+
+
+async def test_keeping_a_result_writes_only_to_lengthen_it(core: TaskCore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """X-Result-TTL on a GET: a task kept long enough already costs a read and no
+    write (no write lock, no wake-up of its followers); a longer keep is written."""
+    writes: list[str | None] = []
+    write = core.store.write
+
+    async def counted(fn: Any, changed: str | None = None) -> Any:
+        writes.append(changed)
+        return await write(fn, changed)
+
+    monkeypatch.setattr(core.store, "write", counted)
+    running = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="guid", type="t"))  # kept 500 s
+    ended = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="guid", type="t"))
+    await core.update_task(ended.task_id, TaskChanges(status=Status.RUNNING))
+    ended = await core.update_task(ended.task_id, TaskChanges(status=Status.COMPLETED))
+    assert ended.expire_at is not None
+    writes.clear()
+
+    for task in (running, ended):
+        kept = await core.keep_result(task.task_id, EVERYTHING, 10_000_000)
+        assert (kept.retention_us, kept.expire_at) == (task.retention_us, task.expire_at)
+    assert writes == []
+
+    longer = await core.keep_result(running.task_id, EVERYTHING, 900_000_000)
+    assert longer.retention_us == 900_000_000
+    before = now_us()
+    longer = await core.keep_result(ended.task_id, EVERYTHING, 900_000_000)
+    assert longer.expire_at is not None
+    assert longer.expire_at >= before + 900_000_000
+    assert writes == [running.task_id, ended.task_id]
+    for task in (running, ended):
+        await core.keep_result(task.task_id, EVERYTHING, 900_000_000)
+    assert len(writes) == 2
