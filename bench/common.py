@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import Connection, insert
+from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
 from tasktrail.auth import tokens
@@ -78,19 +78,21 @@ class Edge:
     grpc: str
     admin: str
     pid: int
+    cloud: str = ""
+    crdb: str = ""
 
 
 @contextmanager
 def envoy(workdir: Path, backends: Sequence[int], name: str, writes: Sequence[int] = ()) -> Iterator[Edge]:
-    rest, grpc_port, admin = free_port(), free_port(), free_port()
+    rest, grpc_port, admin, cloud, crdb = free_port(), free_port(), free_port(), free_port(), free_port()
     certificate = tls.server_certificate(workdir, "127.0.0.1", None, None)
     edge = config.EdgeConfig(
         backends=[("127.0.0.1", p) for p in backends],
         write_backends=[("127.0.0.1", p) for p in writes],
         rest_port=rest,
         grpc_port=grpc_port,
-        cloud_port=free_port(),
-        crdb_port=free_port(),
+        cloud_port=cloud,
+        crdb_port=crdb,
         tls_cert=certificate.cert,
         tls_key=certificate.key,
         admin_port=admin,
@@ -109,7 +111,14 @@ def envoy(workdir: Path, backends: Sequence[int], name: str, writes: Sequence[in
             raise TimeoutError("Envoy never became ready")
         # The cluster's first health check must have passed too.
         time.sleep(1.5)
-        yield Edge(f"http://127.0.0.1:{rest}", f"127.0.0.1:{grpc_port}", f"127.0.0.1:{admin}", proc.pid)
+        yield Edge(
+            f"http://127.0.0.1:{rest}",
+            f"127.0.0.1:{grpc_port}",
+            f"127.0.0.1:{admin}",
+            proc.pid,
+            f"https://127.0.0.1:{cloud}",
+            f"https://127.0.0.1:{crdb}",
+        )
 
 
 @dataclass
@@ -187,8 +196,8 @@ def seed(
     return asyncio.run(go())
 
 
-def insert_all(rows: list[Task], conn: Connection) -> None:
-    conn.execute(insert(tasks_table), [q.task_values(t) for t in rows])
+def insert_all(rows: list[Task], tx: q.WriteQueries) -> None:
+    tx.conn.execute(insert(tasks_table), [q.task_values(t) for t in rows])
 
 
 def _asyncpg_dsn(url: str) -> str:

@@ -55,10 +55,16 @@ class Stack:
     def ca(self) -> Path:
         return self.data_dir / "tls" / "ca.pem"
 
-    def tasktrail(self, *argv: str, stdin: str | None = None) -> str:
-        """Runs the CLI against the stack's store; its output."""
+    @property
+    def trust(self) -> ssl.SSLContext:
+        """A TLS client context that trusts the stack's local CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+    def tasktrail(self, *argv: str, stdin: str | None = None, store: bool = True) -> str:
+        """Runs the CLI against the stack's store (or only its data directory); its output."""
+        where = self.store_args if store else ("--data-dir", str(self.data_dir))
         done = subprocess.run(
-            [sys.executable, "-m", "tasktrail", *argv, *self.store_args],
+            [sys.executable, "-m", "tasktrail", *argv, *where],
             input=stdin,
             check=True,
             capture_output=True,
@@ -128,6 +134,7 @@ def start_stack(
         "--shutdown-grace", "2",
         *extra,
     ]  # fmt: skip
+    data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "up.log", "wb") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 60
@@ -140,7 +147,8 @@ def start_stack(
     else:
         proc.kill()
         raise TimeoutError((data_dir / "up.log").read_text())
-    token = (data_dir / "dev-token").read_text().strip()
+    token_file = data_dir / "dev-token"
+    token = token_file.read_text().strip() if token_file.exists() else ""  # none without --dev
     channel = grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{grpc_port}"), WithToken(token))
     return Stack(
         f"http://127.0.0.1:{rest}",

@@ -24,6 +24,7 @@ outcome.
 from __future__ import annotations
 
 import abc
+import asyncio
 import functools
 import json
 import logging
@@ -36,7 +37,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 
-from tasktrail.auth.gate import Gate
+from tasktrail.api.lenient import Malformed
+from tasktrail.auth.gate import Admission, Credential, Gate
 from tasktrail.auth.principal import Requirement, current
 from tasktrail.core import errors
 from tasktrail.core.model import Access, Scope
@@ -165,9 +167,12 @@ class Surface:
     need: Requirement = Requirement.READER
     check: Check | None = None
 
-    async def admit(self, context: Context, name: str) -> Headers:
-        await self.gate.admit(context, self.need)
-        return () if self.check is None else await self.answer(context, self.check(context), name)
+    async def admit(self, context: Context, name: str) -> tuple[Headers, Admission]:
+        """The caller, checked by the gate (a refusal is this surface's answer), and
+        the headers any further check adds."""
+        admission = await self.answer(context, self.gate.admit(context, self.need), name)
+        headers = () if self.check is None else await self.answer(context, self.check(context), name)
+        return headers, admission
 
     async def fail(self, context: Context, failure: Exception, name: str, headers: Headers = ()) -> NoReturn:
         if not isinstance(failure, errors.CoreError | HttpError):
@@ -196,7 +201,9 @@ def endpoint(fn: Callable[[S, Req, Context], Awaitable[Resp]]) -> Callable[[S, R
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         surface = self.surface
-        headers = await surface.admit(context, name)
+        if isinstance(request, Malformed):
+            await surface.fail(context, errors.InvalidArgument(request.message), name)
+        headers, _ = await surface.admit(context, name)
         reply = await surface.answer(context, fn(self, request, context), name, headers)
         if headers:
             await context.send_initial_metadata(headers)
@@ -211,23 +218,66 @@ def stream(
     """A server-streaming method, admitted and answered by its surface: a failure
     ends the stream with the surface's error (a status before the first
     message travels as headers; the REST tails also write their own error
-    frames, which need no exception)."""
+    frames, which need no exception). While it runs, its caller's credential
+    is checked again every few seconds: revoked, the stream ends UNAUTHENTICATED."""
 
     name = fn.__qualname__
 
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Context) -> AsyncIterator[Resp]:
         surface = self.surface
-        headers = await surface.admit(context, name)
+        if isinstance(request, Malformed):
+            await surface.fail(context, errors.InvalidArgument(request.message), name)
+        headers, admission = await surface.admit(context, name)
+        watch = _Revocation.watch(surface.gate, admission)
         try:
             async for item in fn(self, request, context):
                 yield item
+        except asyncio.CancelledError:
+            if watch is None or not watch.revoked:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            revoked = errors.Unauthenticated("the credential was revoked", reason=errors.REVOKED)
+            await surface.fail(context, revoked, name, headers)
         except aio.AbortError:
             raise
         except Exception as failure:
             await surface.fail(context, failure, name, headers)
+        finally:
+            if watch is not None:
+                watch.stop()
 
     return wrapper
+
+
+class _Revocation:
+    """Checks a stream's credential every `gate.recheck` seconds; once it no
+    longer works, cancels the stream's task (which then ends UNAUTHENTICATED)."""
+
+    def __init__(self, gate: Gate, credential: Credential, stream: asyncio.Task[Any]) -> None:
+        self.revoked = False
+        self._gate = gate
+        self._credential = credential
+        self._stream = stream
+        self._task = asyncio.create_task(self._run(), name="revocation watch")
+
+    @classmethod
+    def watch(cls, gate: Gate, admission: Admission) -> _Revocation | None:
+        task = asyncio.current_task()
+        if admission.credential is None or task is None:
+            return None
+        return cls(gate, admission.credential, task)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._gate.recheck)
+            if not await self._gate.still_valid(self._credential):
+                self.revoked = True
+                self._stream.cancel()
+                return
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 _OPEN: dict[tuple[Scope, ...], Access] = {}

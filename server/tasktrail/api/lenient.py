@@ -1,12 +1,20 @@
-"""Requests whose strings are not UTF-8.
+"""Requests that protobuf refuses: strings that are not UTF-8, and worse.
 
 Envoy's transcoder copies a percent-decoded path or query value into a proto
 string as it is, so `%ff` in a URL reaches the server as a string that is not
-UTF-8, which protobuf refuses to parse: the call would fail as UNKNOWN, a 500
-that no dialect shapes. The services are registered with request parsers that
-read such strings with U+FFFD in place of the bad bytes instead; the request
+UTF-8, which protobuf refuses to parse. The services are registered with
+request parsers that read such strings with U+FFFD in place of the bad bytes
+instead, for requests of up to SCRUB_LIMIT bytes (a URL's worth); the request
 then meets the checks its fields always get, and a bad id is the dialect's own
-400 or 404. Requests that parse as they are pay nothing.
+400 or 404.
+
+Anything else protobuf refuses (a larger request, a truncated one, one nested
+deeper than MAX_DEPTH) becomes a `Malformed` request, which the servicer
+answers as INVALID_ARGUMENT in its surface's shape, before any credential is
+checked. (A parser that raised would make gRPC answer INTERNAL: a 500.) A
+refusal so costs what protobuf's own C parser spends, linear in the request's
+size; the Python walk of `scrub` runs only on small requests, with bounded
+depth. Requests that parse as they are pay nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +28,25 @@ from google.protobuf.message import DecodeError, Message
 
 S = TypeVar("S")
 M = TypeVar("M", bound=Message)
+# The largest request whose strings are read leniently, and how deep `scrub` goes.
+SCRUB_LIMIT = 4096
+MAX_DEPTH = 32
+
+
+class Malformed:
+    """A request protobuf refused (it stands in for the message; see `endpoint`)."""
+
+    __slots__ = ("reason", "size")
+
+    def __init__(self, reason: str, size: int) -> None:
+        self.reason = reason
+        self.size = size
+
+    @property
+    def message(self) -> str:
+        return f"the request ({self.size} bytes) is not a valid message: {self.reason}"
+
+
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
 
@@ -58,22 +85,30 @@ def _lenient_handler(handler: Handler) -> Handler:
     return replaced
 
 
-def lenient(parse: Callable[[bytes], M]) -> Callable[[bytes], M]:
+def lenient(parse: Callable[[bytes], M]) -> Callable[[bytes], M | Malformed]:
     """`parse` (a message class's FromString), reading strings that are not
-    UTF-8 with U+FFFD in place of the bad bytes."""
+    UTF-8 with U+FFFD in place of the bad bytes; a `Malformed` for anything
+    else it refuses."""
     descriptor: Descriptor = parse.__self__.DESCRIPTOR  # type: ignore[attr-defined]
 
-    def parse_lenient(data: bytes) -> M:
+    def parse_lenient(data: bytes) -> M | Malformed:
         try:
             return parse(data)
-        except DecodeError:
+        except DecodeError as refused:
+            if len(data) > SCRUB_LIMIT:
+                return Malformed(str(refused) or "protobuf refused it", len(data))
+        try:
             return parse(scrub(data, descriptor))
+        except (DecodeError, RecursionError) as refused:
+            return Malformed(str(refused) or "protobuf refused it", len(data))
 
     return parse_lenient
 
 
-def scrub(data: bytes, descriptor: Descriptor) -> bytes:
+def scrub(data: bytes, descriptor: Descriptor, depth: int = 0) -> bytes:
     """The message `data`, with every string field (nested ones too) made valid UTF-8."""
+    if depth > MAX_DEPTH:
+        raise DecodeError(f"nested more than {MAX_DEPTH} deep")
     out = bytearray()
     at = 0
     while at < len(data):
@@ -96,7 +131,7 @@ def scrub(data: bytes, descriptor: Descriptor) -> bytes:
             if field is not None and field.type == FieldDescriptor.TYPE_STRING:
                 value = value.decode("utf-8", "replace").encode()
             elif field is not None and field.message_type is not None:
-                value = scrub(value, field.message_type)
+                value = scrub(value, field.message_type, depth + 1)
             out += _varint(key) + _varint(len(value)) + value
             continue
         else:  # groups: not in proto3

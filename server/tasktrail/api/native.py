@@ -28,6 +28,7 @@ from tasktrail.auth.principal import Requirement
 from tasktrail.core import errors, follow
 from tasktrail.core.model import Access, LogEntry, NewLogEntry, NewTask, Range, Status, TaskChanges, TaskQuery, now_us
 from tasktrail.core.tasks import TaskCore
+from tasktrail.core.validation import BOUNDS, check_counts
 from tasktrail.protojson import struct_to_dict
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
 
@@ -57,6 +58,8 @@ def encode_page_token(request: task_service_pb2.ListTasksRequest, position: tupl
 
 def decode_page_token(request: task_service_pb2.ListTasksRequest) -> tuple[int, str]:
     token = request.page_token
+    if len(token) > BOUNDS.page_token:
+        raise errors.InvalidArgument("page_token is not one this server gave")
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         data = json.loads(raw)
@@ -128,6 +131,8 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     ) -> task_service_pb2.ListTasksResponse:
         if request.page_size < 0:
             raise errors.InvalidArgument("page_size must not be negative")
+        # Counted before any is read: a request of 30,000 filters costs one comparison.
+        check_counts(len(request.statuses), len(request.types))
         limits = self.core.limits
         query = TaskQuery(
             ranges=list_ranges(request, caller_access()),

@@ -15,13 +15,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 from tasktrail.api import lenient, reflection
-from tasktrail.api.dialects import cloud, controlplane, crdb
 from tasktrail.api.dialects.cloud import CloudSettings, CloudTaskService
 from tasktrail.api.dialects.controlplane import ControlPlaneTaskService
 from tasktrail.api.dialects.crdb import CrdbTaskService
 from tasktrail.api.native import TaskService, TaskWriterService
 from tasktrail.auth import accounts, tokens, users
-from tasktrail.auth.gate import OPEN, Checks, Gate, Refusal, refuse_grpc
+from tasktrail.auth.gate import OPEN, Checks, Gate
+from tasktrail.auth.throttle import Throttle, ThrottleSettings
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
 from tasktrail.core import housekeeping
@@ -83,6 +83,10 @@ class ServerSettings:
     controlplane_auth: bool = False
     # How often a process looks for changes made by other processes.
     change_poll_interval: float = CHANGE_POLL_INTERVAL
+    # Failed credential checks allowed per client address and per user name.
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    # How often an open stream checks its caller's credential again (seconds).
+    recheck_interval: float = 2.0
     shutdown_grace: float = SHUTDOWN_GRACE
 
 
@@ -107,29 +111,29 @@ class Running:
 
 
 def gates(store: Store, settings: ServerSettings) -> dict[str, Gate]:
-    """One gate a surface: each refuses in its own shape; all check the same credentials."""
+    """One gate a surface (each says what is missing in its own words); all check
+    the same credentials, count the same failures and the same request limits."""
     if not settings.auth:
         return dict.fromkeys(("native", "controlplane", "cloud", "crdb"), OPEN)
+    verifier = users.Verifier(store)
     checks = Checks(
         token=functools.partial(tokens.authenticate, store),
         api_keys=functools.partial(accounts.authenticate, store),
-        password=functools.partial(users.VERIFIER.authenticate, store),
+        password=verifier.authenticate,
+        throttle=Throttle(store, settings.throttle),
+        limit=SharedWindow(store, settings.cloud.rate_limit, settings.cloud.rate_window),
     )
-
-    def gate(refuse: Refusal, missing: str) -> Gate:
-        return Gate(checks, refuse, missing)
-
+    token_missing = "a token is required: metadata authorization: Bearer <token>"
+    recheck = settings.recheck_interval
     return {
-        "native": gate(refuse_grpc, "a token is required: metadata authorization: Bearer <token>"),
-        "controlplane": (
-            gate(controlplane.refuse, "a token is required: metadata authorization: Bearer <token>")
-            if settings.controlplane_auth
-            else OPEN
+        "native": Gate(checks, token_missing, recheck=recheck),
+        "controlplane": Gate(checks, token_missing, recheck=recheck) if settings.controlplane_auth else OPEN,
+        # The cloud API always needs an account's keys (a token works too, over gRPC, with a limit of its own).
+        "cloud": Gate(
+            checks, "the x-api-key and x-api-secret-key headers are required", limit_tokens=True, recheck=recheck
         ),
-        # The cloud API always needs an account's keys (a token works too, over gRPC).
-        "cloud": gate(cloud.refuse, "the x-api-key and x-api-secret-key headers are required"),
         # The enterprise API always needs a user's password (a token works too, over gRPC).
-        "crdb": gate(crdb.refuse, "credentials are required: basic auth"),
+        "crdb": Gate(checks, "credentials are required: basic auth", recheck=recheck),
     }
 
 
@@ -142,7 +146,6 @@ async def start(settings: ServerSettings) -> Running:
     gate = gates(store, settings)
     hub = LogHub(core, settings.follow)
     native = gate["native"]
-    limiter = SharedWindow(store, settings.cloud.rate_limit, settings.cloud.rate_window)
     lenient.add_service(task_service_pb2_grpc.add_TaskServiceServicer_to_server, TaskService(core, native, hub), server)
     lenient.add_service(
         writer_service_pb2_grpc.add_TaskWriterServiceServicer_to_server, TaskWriterService(core, native), server
@@ -154,7 +157,7 @@ async def start(settings: ServerSettings) -> Running:
     )
     lenient.add_service(
         cloud_pb2_grpc.add_CloudTaskServiceServicer_to_server,
-        CloudTaskService(core, gate["cloud"], settings.cloud, limiter),
+        CloudTaskService(core, gate["cloud"], settings.cloud),
         server,
     )
     lenient.add_service(

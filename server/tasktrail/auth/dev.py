@@ -32,8 +32,11 @@ class DevAccount:
 
 
 def _keep(path: Path, text: str) -> None:
-    path.write_text(text)
-    os.chmod(path, 0o600)
+    """Write a secret file, readable by its owner only from the moment it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file keeps its mode through O_CREAT
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
 
 
 async def ensure_token(store: Store, data_dir: Path) -> str:
@@ -75,7 +78,7 @@ async def ensure_user(store: Store, data_dir: Path) -> tuple[str, str]:
     path = data_dir / USER_FILE
     if path.exists():
         name, _, password = path.read_text().strip().partition(":")
-        if name and await users.Verifier().authenticate(store, name, password) is not None:
+        if name and await users.Verifier(store).authenticate(name, password) is not None:
             return name, password
     password = secrets.token_urlsafe(18)
 

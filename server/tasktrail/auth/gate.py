@@ -3,22 +3,40 @@
 A caller shows a token (`authorization: Bearer …`), a cloud account's pair of
 API keys (`x-api-key`, `x-api-secret-key`), or a user's password
 (`authorization: Basic …`). How each is checked comes in as `Checks` (from
-`tokens`, `accounts` and `users`), so that the gate imports only the
-principal it hands on.
+`tokens`, `accounts`, `users` and `throttle`), so that the gate imports only
+the principal it hands on.
+
+In order: a client address that failed too often is refused at once; the
+credential is checked (a failure counts against the address, and for a
+password against the user name); the call's need is met (a writer call needs a
+writer); an account's requests count against its rate limit, on every
+surface. Each refusal is a core error (UNAUTHENTICATED, PERMISSION_DENIED,
+RESOURCE_EXHAUSTED, UNAVAILABLE when the store cannot be read), which the
+surface answers in its own shape.
+
+An admission remembers its credential: a stream asks `still_valid` now and
+then, so that a revoked token, a revoked key or a deleted user ends its open
+streams within seconds (docs/security.md).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-import grpc
 from grpc import aio
 
-from tasktrail.auth.principal import Principal, Requirement, current
+from tasktrail.auth.principal import Allowance, Principal, Requirement, allowance, current
+from tasktrail.core import errors
+
+log = logging.getLogger(__name__)
 
 
 def bearer(metadata: Any) -> str | None:
@@ -58,69 +76,175 @@ def api_keys(metadata: Any) -> tuple[str | None, str | None]:
     return found.get("x-api-key"), found.get("x-api-secret-key")
 
 
+class Throttling(Protocol):
+    async def check(self, address: str, user: str | None = None) -> None: ...
+
+    async def failed(self, address: str, user: str | None = None) -> None: ...
+
+
+class Limiting(Protocol):
+    async def hit(self, key: str) -> Any: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Checks:
-    """How each kind of credential is checked; None: unknown, revoked or wrong."""
+    """How each kind of credential is checked (None: unknown, revoked or wrong),
+    how failures are throttled, and the per-caller request limit."""
 
     token: Callable[[str], Awaitable[Principal | None]]
     api_keys: Callable[[str, str], Awaitable[Principal | None]]
     password: Callable[[str, str], Awaitable[Principal | None]]
+    throttle: Throttling | None = None
+    limit: Limiting | None = None
 
 
-Refusal = Callable[[aio.ServicerContext[Any, Any], str], Awaitable[None]]
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What a caller showed, to be checked again while its streams run."""
+
+    kind: str  # "token", "keys" or "password"
+    values: tuple[str, ...]
+
+    @property
+    def fingerprint(self) -> bytes:
+        return hashlib.sha256("\x00".join((self.kind, *self.values)).encode()).digest()
 
 
-async def refuse_grpc(context: aio.ServicerContext[Any, Any], message: str) -> None:
-    await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+@dataclass(frozen=True, slots=True)
+class Admission:
+    principal: Principal | None
+    credential: Credential | None
+
+
+OPEN_ADMISSION = Admission(None, None)
+Context = aio.ServicerContext[Any, Any]
+
+
+def client_address(context: Context) -> str:
+    """The caller's address: the one Envoy appended to x-forwarded-for (it sets
+    it from the connection, so a client cannot choose it), or the peer's."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-forwarded-for" and isinstance(value, str) and value.strip():
+            return value.rsplit(",", 1)[-1].strip()
+    peer = context.peer() or ""
+    return peer.rpartition(":")[0] if peer.count(":") == 1 or peer.startswith("ipv6:") else peer
 
 
 class Gate:
-    """Checks the caller's token at the start of a call, and hands the caller to
-    the servicer through `current`. A servicer's decorator calls it (rather than
-    an interceptor on every call), so calls that need no token pay nothing."""
+    """Checks the caller's credential at the start of a call, and hands the
+    caller to the servicer through `principal.current`. A servicer's decorator
+    calls it (rather than an interceptor on every call), so calls that need no
+    credential pay nothing."""
 
     def __init__(
         self,
         checks: Checks | None,
-        refuse: Refusal = refuse_grpc,
         missing: str = "a token is required: metadata authorization: Bearer <token>",
+        *,
+        limit_tokens: bool = False,
+        recheck: float = 2.0,
     ) -> None:
-        # No checks: the gate is open (a server run without tokens, in tests).
+        # No checks: the gate is open (a port that asks for no credential, or a test).
         self.checks = checks
-        self.refuse = refuse
         self.missing = missing
+        # Whether token callers count against a limit of their own too (the cloud surface).
+        self.limit_tokens = limit_tokens
+        self.recheck = recheck
+        self._valid: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
 
-    async def admit(self, context: aio.ServicerContext[Any, Any], need: Requirement) -> None:
-        """Returns when the call may go on; a refusal aborts the call (it raises).
-        A caller shows a token (`authorization: Bearer …`), a cloud account's
-        pair of API keys (`x-api-key`, `x-api-secret-key`), which read that
-        account's tasks only, or a user's password (`authorization: Basic …`),
-        which reads CRDB tasks only."""
+    async def admit(self, context: Context, need: Requirement) -> Admission:
+        """The caller, once it may go on; a refusal raises a core error."""
         checks = self.checks
         if checks is None:
-            return
-        metadata = context.invocation_metadata()
-        if (basic := basic_credentials(metadata)) is not None:
-            principal = await checks.password(*basic) if basic[0] else None
-            problem = "the user name or password is wrong"
-        elif (token := bearer(metadata)) is not None:
-            principal = await checks.token(token)
-            problem = "the token is unknown or revoked"
-        else:
-            api_key, secret_key = api_keys(metadata)
-            if api_key is None and secret_key is None:
-                await self.refuse(context, self.missing)
-                raise AssertionError("a refusal aborts the call")
-            principal = None
-            if api_key is not None and secret_key is not None:
-                principal = await checks.api_keys(api_key, secret_key)
-            problem = "the API keys are missing, unknown or revoked: x-api-key and x-api-secret-key"
-        if principal is None:
-            await self.refuse(context, problem)
-            raise AssertionError("a refusal aborts the call")
-        if need is Requirement.WRITER and not principal.can_write:
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this call needs a writer token")
-        current.set(principal)
+            return OPEN_ADMISSION
+        address = client_address(context)
+        credential = self._credential(context.invocation_metadata())
+        user = credential.values[0] if credential.kind == "password" and credential.values[0] else None
+        try:
+            if checks.throttle is not None:
+                await checks.throttle.check(address, user)
+            principal = await self._check(checks, credential)
+            if principal is None:
+                if checks.throttle is not None:
+                    await checks.throttle.failed(address, user)
+                raise errors.Unauthenticated(_PROBLEMS[credential.kind])
+            if need is Requirement.WRITER and not principal.can_write:
+                raise errors.PermissionDenied("this call needs a writer token")
+            current.set(principal)
+            await self._limit(checks, principal)
+        except errors.CoreError:
+            raise
+        except Exception as exc:  # the store cannot be reached: say so, and nothing of its text
+            log.exception("checking a credential failed")
+            raise errors.Unavailable("credentials cannot be checked now: retry in a moment") from exc
+        return Admission(principal, credential)
 
+    def _credential(self, metadata: Any) -> Credential:
+        if (basic := basic_credentials(metadata)) is not None:
+            return Credential("password", basic)
+        if (token := bearer(metadata)) is not None:
+            return Credential("token", (token,))
+        api_key, secret_key = api_keys(metadata)
+        if api_key is None and secret_key is None:
+            raise errors.Unauthenticated(self.missing)
+        return Credential("keys", (api_key or "", secret_key or ""))
+
+    @staticmethod
+    async def _check(checks: Checks, credential: Credential) -> Principal | None:
+        values = credential.values
+        if credential.kind == "password":
+            return await checks.password(values[0], values[1]) if values[0] else None
+        if credential.kind == "token":
+            return await checks.token(values[0])
+        return await checks.api_keys(values[0], values[1]) if all(values) else None
+
+    async def _limit(self, checks: Checks, principal: Principal) -> None:
+        if checks.limit is None:
+            return
+        if principal.account_id is not None:
+            key = f"account:{principal.account_id}"
+        elif self.limit_tokens:
+            key = f"caller:{principal.token_id}"
+        else:
+            return
+        verdict = await checks.limit.hit(key)
+        allowance.set(Allowance(verdict.limit, verdict.remaining, verdict.retry_after))
+        if not verdict.allowed:
+            raise errors.ResourceExhausted(
+                f"more than {verdict.limit} requests a minute for this caller: retry in {verdict.retry_after} s",
+                retry_after=verdict.retry_after,
+            )
+
+    async def still_valid(self, credential: Credential) -> bool:
+        """Whether the credential still works: asked by open streams now and then,
+        answered from a short memory so that many streams of one caller cost one read."""
+        checks = self.checks
+        if checks is None:
+            return True
+        key = credential.fingerprint
+        seen = self._valid.get(key)
+        now = time.monotonic()
+        if seen is not None and now - seen[0] < self.recheck / 2:
+            return seen[1]
+        try:
+            ok = await self._check(checks, credential) is not None
+        except Exception:
+            return True  # the store is unreachable: that is not a revocation
+        self._remember(credential, ok)
+        return ok
+
+    def _remember(self, credential: Credential, ok: bool) -> None:
+        key = credential.fingerprint
+        self._valid[key] = (time.monotonic(), ok)
+        self._valid.move_to_end(key)
+        while len(self._valid) > 10_000:
+            self._valid.popitem(last=False)
+
+
+_PROBLEMS = {
+    "password": "the user name or password is wrong",
+    "token": "the token is unknown or revoked",
+    "keys": "the API keys are missing, unknown or revoked: x-api-key and x-api-secret-key",
+}
 
 OPEN = Gate(None)

@@ -38,8 +38,19 @@ class Principal:
         return self.role is Role.WRITER
 
 
-# The caller of the current call, set by the gate for the servicer.
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """What is left of a caller's request limit in the current window."""
+
+    limit: int
+    remaining: int
+    # Seconds until the window ends.
+    retry_after: int
+
+
+# The caller of the current call, and what is left of its request limit, set by the gate.
 current: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("tasktrail_principal", default=None)
+allowance: contextvars.ContextVar[Allowance | None] = contextvars.ContextVar("tasktrail_allowance", default=None)
 
 
 def parse_grant(text: str) -> Range:

@@ -2,49 +2,78 @@
 Redis Enterprise cluster has them.
 
 A user reads and cancels CRDB tasks (scope `crdb`), over REST and over native
-gRPC, and nothing else. Passwords are stored as salted scrypt digests (slow on
-purpose: about 0.1 s and 32 MiB each). So that a client's every request does
-not pay that, a process remembers which (user, password) pairs it verified
-against which digest; each request still reads the user's row, so a deleted
-user, or a changed password, is refused from the next request on.
+gRPC, and nothing else. Passwords are stored as argon2id hashes at OWASP's
+parameters (m=19 MiB, t=2, p=1: about 25 ms each); a hash made before (scrypt,
+or weaker argon2) is replaced at the user's next successful login.
+
+A password check is slow on purpose, so that guessing is; it never makes the
+service slow:
+- it runs on one thread of its own, never on the event loop, and no more than
+  `PENDING` wait for it (past that, RESOURCE_EXHAUSTED at once);
+- an unknown user costs the same as a wrong password (a dummy hash is checked),
+  so the time of an answer does not tell which names exist;
+- a process remembers the (user, password) pairs it verified against a hash
+  (only successes: a failure never pushes a good pair out), so a client's
+  repeated requests cost one indexed read; each request still reads the
+  user's row, so a deleted user or a changed password is refused at once;
+- failures are counted per user and per client address by `throttle`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
 
+import argon2
+
 from tasktrail.auth.principal import Principal, Role
+from tasktrail.core import errors
 from tasktrail.core.model import Access, Scope, now_us
 from tasktrail.store import Store, identity
 from tasktrail.store.identity import UserRecord
 from tasktrail.store.statements import WriteQueries
 
-# scrypt's cost: N=2^15, r=8, p=1 (32 MiB, ~0.1 s), above OWASP's floor for interactive logins.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 MAX_NAME = 255
 MAX_PASSWORD = 1024
+# OWASP's password storage cheat sheet: argon2id, 19 MiB, 2 iterations, 1 lane.
+HASHER = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# Password checks at once (threads: one, so that guessing can take one core at
+# most from everyone else), and how many may wait for one.
+WORKERS = 1
+PENDING = 16
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
-
-
-def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * n * r + 2**20, dklen=32)
+    return HASHER.hash(password)
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """Whether `password` matches `stored` (argon2id, or an older scrypt hash)."""
+    if stored.startswith("scrypt$"):
+        return _verify_scrypt(password, stored)
     try:
-        kind, n, r, p, salt, digest = stored.split("$")
-        if kind != "scrypt":
-            return False
-        computed = _scrypt(password, bytes.fromhex(salt), int(n), int(r), int(p))
+        return HASHER.verify(stored, password)
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+def needs_rehash(stored: str) -> bool:
+    return stored.startswith("scrypt$") or HASHER.check_needs_rehash(stored)
+
+
+def _verify_scrypt(password: str, stored: str) -> bool:
+    """Hashes made before argon2id: salted scrypt (N=2^15, r=8, p=1)."""
+    try:
+        _, n, r, p, salt, digest = stored.split("$")
+        cost, block, lanes = int(n), int(r), int(p)
+        computed = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), n=cost, r=block, p=lanes,
+            maxmem=256 * cost * block + 2**20, dklen=32,
+        )  # fmt: skip
     except ValueError:
         return False
     return hmac.compare_digest(computed, bytes.fromhex(digest))
@@ -69,32 +98,52 @@ def list_users(tx: WriteQueries) -> list[UserRecord]:
 
 
 class Verifier:
-    """Checks basic-auth credentials against the store, remembering what it
-    verified (bounded): a client's repeated requests cost one indexed read."""
+    """Checks basic-auth credentials against one store (see the module's docstring)."""
 
-    def __init__(self, size: int = 10_000) -> None:
-        self._key = secrets.token_bytes(32)  # the remembered passwords are keyed digests, never the passwords
-        self._seen: OrderedDict[tuple[str, bytes], tuple[str, bool]] = OrderedDict()
+    def __init__(self, store: Store, size: int = 10_000) -> None:
+        self.store = store
+        self._key = secrets.token_bytes(32)  # remembered passwords are keyed digests, never the passwords
+        self._seen: OrderedDict[tuple[str, bytes], str] = OrderedDict()
         self._size = size
+        self._pool = concurrent.futures.ThreadPoolExecutor(WORKERS, thread_name_prefix="tasktrail-password")
+        self._waiting = 0
+        # Checked for unknown users, so that they cost what a wrong password costs.
+        self._dummy = hash_password(secrets.token_urlsafe(16))
 
-    async def authenticate(self, store: Store, username: str, password: str) -> Principal | None:
-        stored = await store.read(lambda r: identity.password_hash(r, username))
-        if stored is None:
+    async def authenticate(self, username: str, password: str) -> Principal | None:
+        if len(username) > MAX_NAME or len(password) > MAX_PASSWORD:
             return None
+        stored = await self.store.read(lambda r: identity.password_hash(r, username))
         key = (username, hmac.digest(self._key, password.encode(), "sha256"))
-        known = self._seen.get(key)
-        if known is not None and known[0] == stored:
-            ok = known[1]
+        if stored is not None and self._seen.get(key) == stored:
             self._seen.move_to_end(key)
-        else:
-            ok = await asyncio.to_thread(verify_password, password, stored)
-            self._seen[key] = (stored, ok)
-            if len(self._seen) > self._size:
-                self._seen.popitem(last=False)
-        if not ok:
+            return _principal(username)
+        ok = await self._verify(password, stored or self._dummy) and stored is not None
+        if not ok or stored is None:
             return None
-        return Principal(f"user:{username}", username, Role.READER, Access(scopes=frozenset({Scope.CRDB})))
+        self._seen[key] = stored
+        if len(self._seen) > self._size:
+            self._seen.popitem(last=False)
+        if needs_rehash(stored):
+            await self._rehash(username, password, stored)
+        return _principal(username)
+
+    async def _verify(self, password: str, stored: str) -> bool:
+        if self._waiting >= PENDING:
+            raise errors.ResourceExhausted("too many password checks at once: retry in a moment", retry_after=1)
+        self._waiting += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, verify_password, password, stored)
+        finally:
+            self._waiting -= 1
+
+    async def _rehash(self, username: str, password: str, stored: str) -> None:
+        """The user's hash at today's parameters (unless it changed meanwhile)."""
+        loop = asyncio.get_running_loop()
+        fresh = await loop.run_in_executor(self._pool, hash_password, password)
+        await self.store.write(lambda tx: identity.replace_password_hash(tx, username, stored, fresh))
 
 
-# One per process: every gate shares what it verified.
-VERIFIER = Verifier()
+def _principal(username: str) -> Principal:
+    return Principal(f"user:{username}", username, Role.READER, Access(scopes=frozenset({Scope.CRDB})))

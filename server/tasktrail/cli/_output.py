@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -92,10 +93,14 @@ def describe(task: task_pb2.Task) -> str:
     if task.HasField("expire_at"):
         rows.append(("expires_at", when(task.expire_at) + " UTC"))
     width = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+    return "\n".join(f"{k.ljust(width)}  {printable(v) if k != 'status' else v}" for k, v in rows)
 
 
 def task_rows(tasks: Sequence[task_pb2.Task]) -> list[list[str]]:
+    return [[printable(cell) for cell in row] for row in _rows(tasks)]
+
+
+def _rows(tasks: Sequence[task_pb2.Task]) -> list[list[str]]:
     return [
         [
             t.task_id,
@@ -110,12 +115,22 @@ def task_rows(tasks: Sequence[task_pb2.Task]) -> list[list[str]]:
     ]
 
 
+# Control characters a log line may hold (escape sequences, carriage returns, …),
+# shown escaped: a line never moves the cursor, recolours or retitles a terminal.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with its control characters escaped (tabs and newlines stay)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def format_entry(entry: task_pb2.LogEntry, stream: TextIO = sys.stdout) -> str:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.timestamp.seconds))
     fields = struct_to_dict(entry.fields) if entry.HasField("fields") else {}
-    extra = " " + " ".join(f"{k}={json.dumps(v)}" for k, v in fields.items()) if fields else ""
+    extra = " " + " ".join(f"{printable(k)}={json.dumps(v)}" for k, v in fields.items()) if fields else ""
     dim = colour_enabled(stream)
-    return f"{chr(27) + '[2m' if dim else ''}{stamp}{RESET if dim else ''} {entry.message}{extra}"
+    return f"{chr(27) + '[2m' if dim else ''}{stamp}{RESET if dim else ''} {printable(entry.message)}{extra}"
 
 
 def utc_minute(us: int) -> str:

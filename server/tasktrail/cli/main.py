@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "accounts": ("accounts", "cloud accounts (the cloud API on port 8443)"),
     "keys": ("accounts", "user keys of cloud accounts (x-api-secret-key)"),
     "users": ("users", "basic-auth users of the enterprise API (port 9443)"),
+    "certs": ("certs", "client certificates from the local CA (for up --client-certs)"),
     "tasks": ("tasks", "list, show, cancel and wait for tasks"),
     "logs": ("logs", "read task logs"),
     "demo": ("demo", "drive a realistic control plane against a tasktrail server until stopped"),

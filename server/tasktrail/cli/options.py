@@ -19,6 +19,7 @@ from typing import Any
 
 from tasktrail.api.dialects.cloud import CloudSettings
 from tasktrail.api.server import SERVER_PORT, SHUTDOWN_GRACE, ServerSettings
+from tasktrail.auth.throttle import ThrottleSettings
 from tasktrail.core.changes import CHANGE_POLL_INTERVAL
 from tasktrail.core.follow import FollowSettings
 from tasktrail.core.housekeeping import Housekeeping
@@ -91,6 +92,7 @@ def add(parser: argparse.ArgumentParser, options: Sequence[Option]) -> None:
 
 _limits, _timing, _chores, _follow, _cloud = Limits(), Timing(), Housekeeping(), FollowSettings(), CloudSettings()
 _up = UpSettings(data_dir=DATA_DIR, database_url="")
+_server, _throttle = ServerSettings(database_url=""), ThrottleSettings()
 
 # Where the store is: every command that opens it takes these.
 DATABASE: tuple[Option, ...] = (
@@ -144,6 +146,19 @@ SERVER: tuple[Option, ...] = (
         "--cloud-rate-limit", "CLOUD_RATE_LIMIT", int, _cloud.rate_limit, "cloud API requests a minute per account key"
     ),
     Option("--shutdown-grace", "SHUTDOWN_GRACE", float, SHUTDOWN_GRACE, "seconds in-flight calls get on shutdown"),
+    Option(
+        "--auth-failures-per-address", "AUTH_FAILURES_PER_ADDRESS", int, _throttle.per_address,
+        "failed credential checks a client address (not loopback) may make in a window before it is refused",
+    ),
+    Option(
+        "--auth-failures-per-user", "AUTH_FAILURES_PER_USER", int, _throttle.per_user,
+        "failed passwords for one user name from one address in a window before they are refused",
+    ),
+    Option("--auth-failure-window", "AUTH_FAILURE_WINDOW", float, _throttle.window, "the window of those counts (s)"),
+    Option(
+        "--recheck-interval", "RECHECK_INTERVAL", float, _server.recheck_interval,
+        "how often an open stream checks its caller's credential again (s): a revocation ends it within this",
+    ),
 )  # fmt: skip
 
 # Where one server process listens (`serve`).
@@ -171,7 +186,19 @@ UP: tuple[Option, ...] = (
         "--envoy-idle-timeout", "ENVOY_IDLE_TIMEOUT", float, _up.envoy_idle_timeout,
         "Envoy closes a stream idle this long (s); log follows send heartbeats inside it",
     ),
-    Option("--sample", "SAMPLE", boolean, _up.sample, "write sample tasks into a new, empty store"),
+    Option(
+        "--dev", "DEV", boolean, _up.dev,
+        "development mode: make (and print) a writer token, a cloud account and a user, and write sample tasks; "
+        "--no-dev makes no credential at all",
+    ),
+    Option("--sample", "SAMPLE", boolean, _up.sample, "write sample tasks into a new, empty store (with --dev)"),
+    Option("--admin-host", "ADMIN_HOST", str, _up.admin_host, "where Envoy's admin (no authentication) binds"),
+    Option("--rest-tls", "REST_TLS", boolean, _up.rest_tls, "HTTPS on the control-plane port too"),
+    Option("--grpc-tls", "GRPC_TLS", boolean, _up.grpc_tls, "TLS on the gRPC port too (the same certificate)"),
+    Option(
+        "--client-certs", "CLIENT_CERTS", boolean, _up.client_certs,
+        "HTTPS on the control-plane port, with client certificates the local CA signed (`tasktrail certs client`)",
+    ),
     Option("--access-log", "ACCESS_LOG", boolean, _up.access_log, "Envoy access log on stdout"),
 )  # fmt: skip
 
@@ -222,6 +249,19 @@ def add_up_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tls-key", type=Path, default=None, help="its private key")
     parser.add_argument(
+        "--client-ca",
+        type=Path,
+        default=None,
+        help="require client certificates signed by this CA on the control-plane port (HTTPS there)",
+    )
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name port 3000 answers for, beside localhost and IP addresses; repeat for each",
+    )
+    parser.add_argument(
         "--backend",
         action="append",
         type=_host_port,
@@ -233,8 +273,10 @@ def add_up_options(parser: argparse.ArgumentParser) -> None:
 
 
 def server_argv(args: argparse.Namespace) -> list[str]:
-    """The server options of `args`, as `tasktrail serve` flags."""
-    argv = ["--database-url", database_url(args)]
+    """The server options of `args`, as `tasktrail serve` flags. Not the database
+    URL: it may hold a password, and argv is public (`ps`); `up` passes it in
+    the environment."""
+    argv: list[str] = []
     for option in SERVER:
         value = getattr(args, option.dest)
         if option.kind is boolean:
@@ -271,6 +313,12 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         controlplane_auth=args.controlplane_auth,
         change_poll_interval=args.change_poll_interval,
         shutdown_grace=args.shutdown_grace,
+        throttle=ThrottleSettings(
+            per_address=args.auth_failures_per_address,
+            per_user=args.auth_failures_per_user,
+            window=args.auth_failure_window,
+        ),
+        recheck_interval=args.recheck_interval,
     )
 
 
@@ -294,6 +342,13 @@ def up_settings(args: argparse.Namespace) -> UpSettings:
         access_log=args.access_log,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        rest_tls=args.rest_tls,
+        grpc_tls=args.grpc_tls,
+        client_ca=args.client_ca,
+        client_certs=args.client_certs,
+        admin_host=args.admin_host,
+        allowed_hosts=tuple(args.allowed_host),
+        dev=args.dev,
         sample=args.sample,
         controlplane_auth=args.controlplane_auth,
         shutdown_grace=args.shutdown_grace,

@@ -45,11 +45,30 @@ class FailedPrecondition(CoreError):
     reason = "FAILED_PRECONDITION"
 
 
+class Unauthenticated(CoreError):
+    """No credential, or one that is unknown, revoked or wrong."""
+
+    code = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
+
+
+class ResourceExhausted(CoreError):
+    """A limit was reached: retry after `retry_after` seconds."""
+
+    code = "RESOURCE_EXHAUSTED"
+    reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after: int = 1, reason: str | None = None) -> None:
+        super().__init__(message, reason=reason)
+        self.retry_after = retry_after
+
+
 class Unavailable(CoreError):
     """The service cannot answer now; the same call may succeed later."""
 
     code = "UNAVAILABLE"
     reason = "UNAVAILABLE"
+    retry_after = 1
 
 
 # Reasons a dialect maps to its own answer (e.g. CRDB 406 vs 409).
@@ -59,4 +78,7 @@ ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
 LOG_SEALED = "LOG_SEALED"
 TASK_HELD = "TASK_HELD"
 LEASE_LOST = "LEASE_LOST"
+LOG_FULL = "LOG_FULL"
 SERVER_STOPPING = "SERVER_STOPPING"
+TOO_MANY_FAILURES = "TOO_MANY_FAILURES"
+REVOKED = "CREDENTIAL_REVOKED"

@@ -24,10 +24,14 @@ from typing import Generic, TypeVar
 from tasktrail.core import errors
 from tasktrail.core.model import Access, LogEntry, Status, Task, now_us
 from tasktrail.core.storage import Snapshot
-from tasktrail.core.tasks import EVERYTHING, TaskCore
+from tasktrail.core.tasks import EVERYTHING, TaskCore, within_text
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+# The text all cached frames of one cache hold at most (characters).
+CACHE_TEXT = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +39,14 @@ class FollowSettings:
     # A heartbeat frame after this long without a frame (seconds): well inside
     # Envoy's stream idle timeout (5 min) and load balancers' (often 60 s).
     heartbeat: float = 10.0
-    # Entries a feed keeps for its followers; one behind them reads the store.
+    # Entries a feed keeps for its followers, and their text at most (characters);
+    # a follower behind them reads the store.
     buffer: int = 4096
-    # Entries in one frame at most.
+    buffer_text: int = 8 * 1024 * 1024
+    # Entries in one frame at most, and their text (an answer stays well inside gRPC's 4 MiB).
     batch: int = 500
+    batch_text: int = 512 * 1024
+
     # Followers woken in one event-loop iteration after a change: writes arriving
     # meanwhile wait for one stage rather than the whole fan-out.
     wake_stage: int = 64
@@ -56,23 +64,30 @@ class Entries:
 
 class BatchCache(Generic[T]):
     """The followers of one task mostly send the same batch: each form of it
-    (a gRPC frame, an NDJSON or SSE chunk) is made once. Oldest first out."""
+    (a gRPC frame, an NDJSON or SSE chunk) is made once. Bounded by count and
+    by text; oldest first out."""
 
-    __slots__ = ("_items", "_size")
+    __slots__ = ("_items", "_max_text", "_size", "_text")
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 64, max_text: int = CACHE_TEXT) -> None:
         self._size = size
-        self._items: dict[tuple[str, str, str, str, int], T] = {}
+        self._max_text = max_text
+        self._text = 0
+        self._items: dict[tuple[str, str, str, str, int], tuple[T, int]] = {}
 
     def get(self, frame: Entries, form: str, make: Callable[[], T]) -> T:
         batch = frame.entries
         key = (frame.task_id, form, batch[0].entry_id, batch[-1].entry_id, len(batch))
-        made = self._items.get(key)
-        if made is None:
-            made = make()
-            if len(self._items) >= self._size:
-                del self._items[next(iter(self._items))]
-            self._items[key] = made
+        hit = self._items.get(key)
+        if hit is not None:
+            return hit[0]
+        made = make()
+        text = sum(e.size for e in batch)
+        while self._items and (len(self._items) >= self._size or self._text + text > self._max_text):
+            self._text -= self._items.pop(next(iter(self._items)))[1]
+        if text <= self._max_text:
+            self._items[key] = (made, text)
+            self._text += text
         return made
 
 
@@ -119,6 +134,7 @@ class TaskFeed:
         self.read_to: str | None = task.last_entry_id
         self.ids: list[str] = []
         self.entries: list[LogEntry] = []
+        self.text = 0
         self.gone: errors.CoreError | None = None
         self.followers = 0
         self._waiters: list[asyncio.Future[None]] = []
@@ -231,12 +247,18 @@ class TaskFeed:
         self._announce()
 
     def _keep(self, batch: list[LogEntry]) -> None:
+        settings = self.hub.settings
         self.entries.extend(batch)
         self.ids.extend(e.entry_id for e in batch)
+        self.text += sum(e.size for e in batch)
         self.read_to = batch[-1].entry_id
-        extra = len(self.entries) - self.hub.settings.buffer
+        extra = len(self.entries) - settings.buffer
+        while self.text - sum(e.size for e in self.entries[: max(extra, 0)]) > settings.buffer_text:
+            extra = max(extra, 0) + max(1, len(self.entries) // 8)  # the oldest eighth more, until it fits
         if extra > 0:
+            extra = min(extra, len(self.entries))
             self.base = self.ids[extra - 1]
+            self.text -= sum(e.size for e in self.entries[:extra])
             del self.entries[:extra]
             del self.ids[:extra]
 
@@ -247,7 +269,7 @@ class TaskFeed:
         if self.base is not None and (cursor is None or cursor < self.base):
             return None
         start = 0 if cursor is None else bisect.bisect_right(self.ids, cursor)
-        return self.entries[start : start + limit]
+        return within_text(self.entries[start : start + limit], self.hub.settings.batch_text)
 
 
 class LogHub:
@@ -303,7 +325,8 @@ class LogHub:
                 changed = feed.waiter()
             batch = feed.after(cursor, settings.batch)
             if batch is None:  # behind the buffer: read the store directly until caught up
-                batch = await self.core.store.read(_entries_after(feed.task_id, cursor, settings.batch))
+                read = await self.core.store.read(_entries_after(feed.task_id, cursor, settings.batch))
+                batch = within_text(read, settings.batch_text)
             if batch:
                 cursor = batch[-1].entry_id
                 last_frame = loop.time()

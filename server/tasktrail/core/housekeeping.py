@@ -16,6 +16,7 @@ from tasktrail.core.tasks import TaskCore
 
 log = logging.getLogger(__name__)
 LEASE_BATCH = 100
+LEASE_ROUNDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +30,9 @@ async def reap_leases(core: TaskCore, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            while await core.expire_leases(LEASE_BATCH) == LEASE_BATCH:
-                continue  # a full batch: look again at once
+            for _ in range(LEASE_ROUNDS):  # a full batch: look again at once, a bounded number of times
+                if await core.expire_leases(LEASE_BATCH) < LEASE_BATCH:
+                    break
         except Exception:
             log.exception("lease check failed")
 

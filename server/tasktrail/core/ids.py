@@ -14,6 +14,11 @@ import time
 
 _HEX36 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _MAX = (1 << 128) - 1
+# Caller-supplied ids stay below this: the 48-bit time of a v7 below its last
+# millisecond, every other UUID at least 2^80 below the last one. Allocation
+# after any id under it always finds canonical, increasing ids (a v7 steps into
+# the next millisecond at most; another UUID has 2^80 values to step through).
+ROOM = ((1 << 48) - 1) << 80
 # Between the Gregorian epoch (1582-10-15) of UUID v1/v6 and the Unix epoch, in 100 ns.
 _GREGORIAN_OFFSET = 0x01B21DD213814000
 
@@ -61,22 +66,24 @@ def next_id_after(previous: str | None, now_ms: int) -> str:
     prev = parse_uuid(previous)
     if candidate > prev:
         return format_uuid(candidate)
-    return format_uuid(_step(prev, int.from_bytes(os.urandom(2), "big"), _is_v7(prev)))
+    return format_uuid(_step(prev, int.from_bytes(os.urandom(2), "big")))
 
 
 def _is_v7(value: int) -> bool:
     return (value >> 76) & 0xF == 7 and (value >> 62) & 0b11 == 0b10
 
 
-def _step(value: int, noise: int, v7: bool) -> int:
+def _step(value: int, noise: int) -> int:
     """The next id after `value`: a v7 steps its 74 random bits by 1 + 12 bits of
     `noise`, carrying into the time; any other UUID is followed by the next
     128-bit value, which keeps the order."""
-    if v7:
+    if _is_v7(value):
         rand = _rand74(value) + 1 + (noise & 0xFFF)
-        if rand >= 1 << 74:
+        if rand < 1 << 74:
+            return _v7(value >> 80, rand)
+        if (value >> 80) + 1 < 1 << 48:
             return _v7((value >> 80) + 1, rand & ((1 << 74) - 1))
-        return _v7(value >> 80, rand)
+        # No millisecond after the last one: the next 128-bit value keeps the order.
     if value >= _MAX:
         raise ValueError("no UUID is greater than ffffffff-ffff-ffff-ffff-ffffffffffff")
     return value + 1
@@ -90,9 +97,8 @@ def ids_after(previous: str | None, now_ms: int, count: int) -> list[str]:
     value = parse_uuid(first)
     out = [first]
     steps = os.urandom(count * 2)
-    v7 = _is_v7(value)
     for i in range(1, count):
-        value = _step(value, (steps[2 * i] << 8) | steps[2 * i + 1], v7)
+        value = _step(value, (steps[2 * i] << 8) | steps[2 * i + 1])
         out.append(format_uuid(value))
     return out
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 JsonObject = dict[str, Any]
@@ -183,6 +183,8 @@ class LogEntry:
     timestamp: int
     message: str
     fields: JsonObject | None = None
+    # Characters of text (message and fields), as read from the store: answers are cut by it.
+    size: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

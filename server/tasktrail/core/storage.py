@@ -25,8 +25,8 @@ class Snapshot(Protocol):
     def get_task(self, task_id: str, now: int) -> Task | None:
         """A task, unless it has expired."""
 
-    def task_position(self, task_id: str) -> tuple[Scope, tuple[int, str]] | None:
-        """A task's scope and list position, expired or not (a cursor stays a cursor)."""
+    def task_position(self, task_id: str) -> tuple[Scope, str, tuple[int, str]] | None:
+        """A task's scope, entity and list position, expired or not (a cursor stays a cursor)."""
 
     def list_tasks(self, query: TaskQuery, now: int) -> TaskPage: ...
 
@@ -56,7 +56,8 @@ class Transaction(Protocol):
     def lock_task(self, task_id: str) -> Task | None:
         """A task, read under its row lock."""
 
-    def task_by_request_id(self, request_id: str) -> Task | None: ...
+    def task_by_request_id(self, scope: Scope, entity_id: str, request_id: str) -> Task | None:
+        """The task an entity's earlier create with this request_id made."""
 
     def insert_task(self, task: Task) -> None: ...
 

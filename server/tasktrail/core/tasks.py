@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -36,11 +37,22 @@ from tasktrail.core.model import (
     now_us,
 )
 from tasktrail.core.storage import Conflict, Snapshot, TaskStore, Transaction
-from tasktrail.core.validation import Limits, check_append, check_new_task
+from tasktrail.core.validation import (
+    BOUNDS,
+    Limits,
+    check_append,
+    check_changes,
+    check_cursor,
+    check_new_task,
+    check_query,
+    check_worker,
+    distinct,
+)
 
 SECOND = 1_000_000
 EVERYTHING = Access.everything()
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,27 +84,52 @@ class FinishedTasks:
     """Terminal tasks, served from memory: a terminal task never changes again
     (every write to one is refused), in this process or any other, so a copy
     never goes stale. Only its expiry ends it, and that is checked on each hit.
-    Oldest first out when full."""
+    Bounded by count and by size; oldest first out when full."""
 
-    __slots__ = ("_items", "_size")
+    __slots__ = ("_bytes", "_items", "_max_bytes", "_size")
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, max_bytes: int = 64 * 1024 * 1024) -> None:
         self._size = size
-        self._items: dict[str, Task] = {}
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: dict[str, tuple[Task, int]] = {}
 
     def get(self, task_id: str, now: int) -> Task | None:
-        task = self._items.get(task_id)
-        if task is not None and task.expire_at is not None and task.expire_at <= now:
-            del self._items[task_id]
+        hit = self._items.get(task_id)
+        if hit is None:
+            return None
+        task = hit[0]
+        if task.expire_at is not None and task.expire_at <= now:
+            self._drop(task_id)
             return None
         return task
 
     def put(self, task: Task) -> None:
-        if self._size <= 0:
+        size = task_size(task)
+        if self._size <= 0 or size > self._max_bytes:
             return
-        if len(self._items) >= self._size:
-            del self._items[next(iter(self._items))]
-        self._items[task.task_id] = task
+        self._drop(task.task_id)
+        while self._items and (len(self._items) >= self._size or self._bytes + size > self._max_bytes):
+            self._drop(next(iter(self._items)))
+        self._items[task.task_id] = (task, size)
+        self._bytes += size
+
+    def _drop(self, task_id: str) -> None:
+        gone = self._items.pop(task_id, None)
+        if gone is not None:
+            self._bytes -= gone[1]
+
+
+def task_size(task: Task) -> int:
+    """About how much memory a task holds (its fixed part, and what callers fill)."""
+    size = 1024 + len(task.entity_id) + len(task.type)
+    if task.error is not None:
+        size += len(task.error.message) + sum(len(d.message) + 64 for d in task.error.details)
+    if task.progress is not None:
+        size += len(task.progress.step) + sum(len(t.step) + 64 for t in task.progress.targets)
+    if task.result is not None:
+        size += len(task.result.additional_info) + len(repr(task.result.resource or ""))
+    return size
 
 
 # The advisory lock the retention sweep holds on PostgreSQL ("tt-sweep").
@@ -116,7 +153,7 @@ class TaskCore:
         self.retention = retention or Retention()
         self.feed = feed or ChangeFeed(store)
         self._ids = IdGenerator()
-        self._finished = FinishedTasks(self.limits.finished_cache_size)
+        self._finished = FinishedTasks(self.limits.finished_cache_size, self.limits.finished_cache_bytes)
 
     async def _write(self, task_id: str, fn: Callable[[Transaction], T]) -> T:
         """A write transaction on one task; waiters on it hear of it once it committed."""
@@ -151,7 +188,7 @@ class TaskCore:
         )
 
         def change(tx: Transaction) -> Task:
-            earlier = tx.task_by_request_id(new.request_id) if new.request_id else None
+            earlier = tx.task_by_request_id(new.scope, new.entity_id, new.request_id) if new.request_id else None
             if earlier is None and new.task_id:
                 earlier = tx.lock_task(new.task_id)
             if earlier is not None:
@@ -178,6 +215,7 @@ class TaskCore:
         self, task_id: str, worker_name: str, lease_us: int | None, lease_id: str | None, access: Access
     ) -> Claim:
         """A worker takes a pending task: RUNNING, held under a lease."""
+        check_worker(worker_name, lease_id)
         duration = self._lease(lease_us)
         wanted = lease_id or secrets.token_hex(16)
 
@@ -212,6 +250,8 @@ class TaskCore:
         return await self._write(task_id, change)
 
     async def heartbeat(self, task_id: str, lease_id: str, lease_us: int | None, access: Access) -> Task:
+        check_worker(None, lease_id)
+
         def change(tx: Transaction) -> Task:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
@@ -226,6 +266,9 @@ class TaskCore:
     async def update_task(
         self, task_id: str, changes: TaskChanges, lease_id: str | None = None, access: Access = EVERYTHING
     ) -> Task:
+        check_changes(changes)
+        check_worker(None, lease_id)
+
         def change(tx: Transaction) -> Task:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
@@ -277,6 +320,7 @@ class TaskCore:
     # -- reader operations ---------------------------------------------------
 
     async def get_task(self, task_id: str, access: Access = EVERYTHING, *, fresh: bool = False) -> Task:
+        _named(task_id)
         now = now_us()
         task = None if fresh else self._finished.get(task_id, now)
         if task is None:
@@ -320,6 +364,9 @@ class TaskCore:
         return dataclasses.replace(task, expire_at=now + keep_us + KEEP_MARGIN_US)
 
     async def list_tasks(self, query: TaskQuery) -> TaskPage:
+        check_query(query)
+        # Repeats change nothing, and would each make another statement shape.
+        query = dataclasses.replace(query, statuses=distinct(query.statuses), types=distinct(query.types))
         now = now_us()
         read = self.store.snapshot if len(query.ranges) > 1 else self.store.read
         return await read(lambda r: r.list_tasks(query, now))
@@ -336,9 +383,10 @@ class TaskCore:
         time-based UUID (v1, v6, v7) is placed by the time inside it; anything
         else is refused.
         """
+        check_cursor("after_task_id", task_id)
         known = await self.store.read(lambda r: r.task_position(task_id))
-        if known is not None and (known[0] in access.scopes or any(s is known[0] for s, _ in access.entities)):
-            return known[1]
+        if known is not None and access.allows(known[0], known[1]):
+            return known[2]
         if is_canonical_uuid(task_id):
             at = uuid_time_us(parse_uuid(task_id))
             if at is not None:
@@ -362,8 +410,11 @@ class TaskCore:
         newest entry read, or `after_entry_id` itself when it exists and
         nothing newer does.
         """
+        _named(task_id)
+        check_cursor("after_entry_id", after_entry_id)
         cap = self.limits.max_log_entries
         limit = cap if limit <= 0 else min(limit, cap)
+        text = self.limits.max_answer_text
         now = now_us()
 
         def rx(reader: Snapshot) -> LogPage:
@@ -378,6 +429,9 @@ class TaskCore:
             entries = [e for e in read if e.entry_id != after_entry_id]
             if not tail:
                 entries = entries[:limit]
+            kept = within_text(entries, text, newest=tail)
+            if len(kept) < len(entries):
+                entries, has_more = kept, True  # cut by size: the rest follows after the last one
             last = entries[-1].entry_id if entries else (read[-1].entry_id if read else None)
             return LogPage(task=task, entries=entries, last_entry_id=last, has_more=has_more)
 
@@ -446,14 +500,19 @@ class TaskCore:
     # -- housekeeping ----------------------------------------------------------
 
     async def expire_leases(self, batch: int = 100) -> int:
-        """End the tasks whose worker stopped heartbeating; returns how many."""
+        """End the tasks whose worker stopped heartbeating; returns how many it
+        looked at. One task that fails is logged and passed over: it never stops
+        the others."""
         now = now_us()
         lapsed = await self.store.read(lambda r: r.lapsed_leases(now, batch))
-        ended = 0
         for task_id in lapsed:
-            if await self._write(task_id, functools.partial(self._lose_worker, task_id=task_id)):
-                ended += 1
-        return ended
+            try:
+                await self._write(task_id, functools.partial(self._lose_worker, task_id=task_id))
+            except errors.Unavailable:
+                raise  # the store is gone: no other task would do better
+            except Exception:
+                log.exception("ending task %s, whose lease lapsed, failed; going on with the others", task_id)
+        return len(lapsed)
 
     async def sweep(self, batch: int = 500) -> int:
         """Delete expired tasks and their logs, in bounded batches; returns how many."""
@@ -551,12 +610,26 @@ class TaskCore:
     def _log_in_tx(
         self, tx: Transaction, before: Task, after: Task, message: str, fields: dict[str, object], now: int
     ) -> Task:
-        made = self._allocate(before.last_entry_id, [NewLogEntry(message=message, fields=fields)], now)
+        """Save `after` with a server entry in its log. A full log (see `_allocate`)
+        does not stop the change the entry tells of: it is saved without it."""
+        try:
+            made = self._allocate(before.last_entry_id, [NewLogEntry(message=message, fields=fields)], now)
+        except errors.FailedPrecondition:
+            return tx.save_task(before, after)
         tx.insert_entries(after.task_id, made)
         return tx.save_task(before, dataclasses.replace(after, last_entry_id=made[-1].entry_id))
 
     def _allocate(self, last: str | None, entries: Sequence[NewLogEntry], now: int) -> list[LogEntry]:
-        """Entry ids, each greater than the one before, under the task's lock."""
+        """Entry ids, each greater than the one before, under the task's lock.
+        (Caller-supplied ids leave room after them, so this always finds some;
+        a log written before that rule that left none is full.)"""
+        try:
+            return self._allocated(last, entries, now)
+        except ValueError as full:
+            message = "this task's log has no room for another entry id"
+            raise errors.FailedPrecondition(message, reason=errors.LOG_FULL) from full
+
+    def _allocated(self, last: str | None, entries: Sequence[NewLogEntry], now: int) -> list[LogEntry]:
         made: list[LogEntry] = []
         fresh: list[str] = []  # ids made ahead for a run of entries without their own
         for i, entry in enumerate(entries):
@@ -582,6 +655,25 @@ class TaskCore:
             )
             last = entry_id
         return made
+
+
+def _named(task_id: str) -> None:
+    """No task has an id longer than the longest id, or one holding U+0000: NOT_FOUND at once."""
+    if len(task_id) > BOUNDS.task_id or "\x00" in task_id:
+        raise errors.NotFound(f"no task {task_id[: BOUNDS.task_id]!r}…")
+
+
+def within_text(entries: list[LogEntry], limit: int, *, newest: bool = False) -> list[LogEntry]:
+    """The first (or, `newest`, the last) entries whose text fits `limit`; at least one."""
+    total = 0
+    order = reversed(range(len(entries))) if newest else range(len(entries))
+    kept = 0
+    for i in order:
+        total += entries[i].size
+        if total > limit and kept:
+            break
+        kept += 1
+    return entries[len(entries) - kept :] if newest else entries[:kept]
 
 
 def _visible(task: Task | None, task_id: str, access: Access) -> Task:

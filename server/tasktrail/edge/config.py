@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import ipaddress
 import json
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,10 +42,23 @@ class EdgeConfig:
     tls_cert: Path = Path("tls/server.pem")
     tls_key: Path = Path("tls/server-key.pem")
     admin_port: int = 9901
+    # The admin interface has no authentication: loopback unless the operator says otherwise.
+    admin_host: str = "127.0.0.1"
     health_interval: float = 1.0
     access_log: bool = False
     # Envoy's default: 5 minutes.
     stream_idle_timeout: float = 300.0
+    # TLS on the control-plane port and the gRPC port too (with the HTTPS ports' certificate),
+    # and on 3000 client certificates signed by this CA, when given.
+    rest_tls: bool = False
+    grpc_tls: bool = False
+    client_ca: Path | None = None
+    # Host names port 3000 answers for, beside localhost and IP addresses (DNS rebinding).
+    allowed_hosts: Sequence[str] = ()
+    # Bounds of the edge: connections at once, streams a connection, Envoy's heap.
+    max_connections: int = 10_000
+    max_streams: int = 10_000
+    max_heap_bytes: int = 1024 * 1024 * 1024
 
 
 def write(config: EdgeConfig, directory: Path) -> Path:
@@ -75,6 +89,28 @@ def render(config: EdgeConfig, descriptor: Path, lua: Path) -> str:
         if config.access_log
         else ""
     )
+
+    def transport(on: bool, *, client_ca: Path | None = None, alpn: Sequence[str] = ("h2", "http/1.1")) -> str:
+        if not on:
+            return "filter_chain_match: {}"
+        context: dict[str, object] = {
+            "alpn_protocols": list(alpn),
+            "tls_certificates": [
+                {
+                    "certificate_chain": {"filename": str(config.tls_cert)},
+                    "private_key": {"filename": str(config.tls_key)},
+                }
+            ],
+        }
+        tls: dict[str, object] = {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": context,
+        }
+        if client_ca is not None:
+            context["validation_context"] = {"trusted_ca": {"filename": str(client_ca)}}
+            tls["require_client_certificate"] = True
+        return "transport_socket: " + json.dumps({"name": "envoy.transport_sockets.tls", "typed_config": tls})
+
     template = string.Template((TEMPLATE / "envoy.yaml").read_text())
     return template.substitute(
         host=config.host,
@@ -85,6 +121,13 @@ def render(config: EdgeConfig, descriptor: Path, lua: Path) -> str:
         tls_cert=str(config.tls_cert),
         tls_key=str(config.tls_key),
         admin_port=config.admin_port,
+        admin_host=config.admin_host,
+        rest_transport=transport(config.rest_tls or config.client_ca is not None, client_ca=config.client_ca),
+        grpc_transport=transport(config.grpc_tls, alpn=("h2",)),
+        allowed_hosts=json.dumps(allowed_hosts(config.host, config.allowed_hosts)),
+        max_connections=config.max_connections,
+        max_streams=config.max_streams,
+        max_heap_bytes=config.max_heap_bytes,
         health_interval=f"{config.health_interval}s",
         stream_idle_timeout=f"{config.stream_idle_timeout}s",
         endpoints=endpoints(config.backends),
@@ -95,6 +138,16 @@ def render(config: EdgeConfig, descriptor: Path, lua: Path) -> str:
         lua_errors=str(lua),
         access_log=access_log,
     )
+
+
+def allowed_hosts(host: str, names: Sequence[str]) -> str:
+    """The Host values port 3000 answers (with any port): localhost, every IP
+    address (a rebinding page cannot name one: its origin would be that
+    address), the bound host's name, and the names the operator allows."""
+    known = ["localhost", *([host] if not _is_ip(host) and host not in ("0.0.0.0", "::") else []), *names]
+    words = "|".join(re.escape(name.lower()) for name in dict.fromkeys(known))
+    ip = r"[0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9a-fA-F:.]+\]"
+    return f"^(?i:{words}|{ip})(:[0-9]{{1,5}})?$"
 
 
 def _is_ip(host: str) -> bool:

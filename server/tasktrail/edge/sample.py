@@ -9,6 +9,7 @@ development account gets cloud tasks, one in each status the cloud API shows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -278,9 +279,15 @@ def write(channel: grpc.Channel, account_id: str | None = None) -> int:
     return len(made)
 
 
-def write_if_empty(target: str, token: str, account_id: str | None = None) -> int:
-    """Write the samples when the store holds no task at all; returns how many."""
-    with grpc.insecure_channel(target) as plain:
+def write_if_empty(target: str, token: str, account_id: str | None = None, ca: Path | None = None) -> int:
+    """Write the samples when the store holds no task at all; returns how many.
+    `ca`: the gRPC port speaks TLS, with a certificate this CA signed."""
+    opened = (
+        grpc.secure_channel(target, grpc.ssl_channel_credentials(ca.read_bytes()))
+        if ca is not None
+        else grpc.insecure_channel(target)
+    )
+    with opened as plain:
         channel = grpc.intercept_channel(plain, WithToken(token))
         reader = task_service_pb2_grpc.TaskServiceStub(channel)
         if reader.ListTasks(task_service_pb2.ListTasksRequest(page_size=1), timeout=10).tasks:

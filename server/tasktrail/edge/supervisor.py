@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
 
 from tasktrail.api.server import SERVER_PORT, SHUTDOWN_GRACE
 from tasktrail.auth import dev
@@ -122,6 +123,17 @@ class UpSettings:
     access_log: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # TLS on the control-plane and gRPC ports too, and client certificates on 3000.
+    rest_tls: bool = False
+    grpc_tls: bool = False
+    client_ca: Path | None = None
+    # Client certificates signed by the local CA on 3000 (`tasktrail certs client` makes them).
+    client_certs: bool = False
+    admin_host: str = "127.0.0.1"
+    allowed_hosts: Sequence[str] = ()
+    # Development mode: a writer token, a cloud account and a user made and printed,
+    # and sample tasks. Without it `up` makes no credential at all.
+    dev: bool = True
     sample: bool = True
     controlplane_auth: bool = False
     shutdown_grace: float = SHUTDOWN_GRACE
@@ -132,6 +144,21 @@ class DevCredentials:
     token: str
     account: dev.DevAccount
     user: tuple[str, str]
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed or logged: its password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def private_data_dir(path: Path) -> Path:
+    """The data directory, readable by its owner only; everything made in it
+    from now on too (the store, keys, tokens, logs)."""
+    os.umask(0o077)
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
 
 
 async def _dev_credentials(url: str, data_dir: Path) -> DevCredentials:
@@ -146,24 +173,38 @@ async def _dev_credentials(url: str, data_dir: Path) -> DevCredentials:
         await store.close()
 
 
-def banner(up: UpSettings, data_dir: Path, credentials: DevCredentials, certificate: tls.ServerCertificate) -> str:
-    token, account, user = credentials.token, credentials.account, credentials.user
+def banner(
+    up: UpSettings, data_dir: Path, credentials: DevCredentials | None, certificate: tls.ServerCertificate
+) -> str:
     host = up.host
-    rest = f"http://{host}:{up.rest_port}"
-    db = "example"
-    task = sample.DOC_TASK_ID
-    auth = f" -H 'Authorization: Bearer {token}'" if up.controlplane_auth else ""
+    scheme = "https" if up.rest_tls or up.client_ca is not None or up.client_certs else "http"
+    rest = f"{scheme}://{host}:{up.rest_port}"
     lines = [
         "",
         "tasktrail is up.",
         f"  REST, control-plane API   {rest}" + ("  (needs a token)" if up.controlplane_auth else ""),
-        f"  gRPC, every service       {host}:{up.grpc_port}",
+        f"  gRPC, every service       {host}:{up.grpc_port}" + ("  (TLS)" if up.grpc_tls else ""),
         f"  REST, cloud API (HTTPS)   https://{host}:{up.cloud_port}/v1",
         f"  REST, enterprise (HTTPS)  https://{host}:{up.crdb_port}/v1/crdb_tasks",
-        f"  Envoy admin               http://{host}:{up.admin_port}",
-        f"  store                     {up.database_url}",
+        f"  Envoy admin               http://{up.admin_host}:{up.admin_port}",
+        f"  store                     {shown_url(up.database_url)}",
         f"  logs                      {data_dir / 'logs'}",
         *([f"  local CA                  export CURL_CA_BUNDLE={certificate.ca}"] if certificate.ca else []),
+    ]
+    if credentials is None:
+        lines += [
+            "  credentials               none made (--no-dev): `tasktrail tokens create`, `accounts create`,",
+            "                            `users create` make them",
+            "",
+            "Press Ctrl-C to stop.",
+            "",
+        ]
+        return "\n".join(lines)
+    token, account, user = credentials.token, credentials.account, credentials.user
+    db = "example"
+    task = sample.DOC_TASK_ID
+    auth = f" -H 'Authorization: Bearer {token}'" if up.controlplane_auth else ""
+    lines += [
         f"  development token         {token}",
         f"                            (a writer of every scope; kept in {data_dir / dev.TOKEN_FILE})",
         f"  development cloud account {account.account_id}: its keys are in {account.path}",
@@ -202,12 +243,11 @@ def banner(up: UpSettings, data_dir: Path, credentials: DevCredentials, certific
 
 
 def up(settings: UpSettings) -> int:
-    data_dir = settings.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = private_data_dir(settings.data_dir)
     url = settings.database_url
     revision = migrate(url)
     log.info("schema at revision %s", revision)
-    credentials = asyncio.run(_dev_credentials(url, data_dir))
+    credentials = asyncio.run(_dev_credentials(url, data_dir)) if settings.dev else None
 
     stopping = False
 
@@ -222,7 +262,8 @@ def up(settings: UpSettings) -> int:
 
     def serve(name: str, port: int) -> Child:
         argv = [sys.executable, "-m", "tasktrail", "serve", *settings.server_argv, "--host", host, "--port", str(port)]
-        return Child(name, argv, data_dir / "logs" / f"{name}.log")
+        # The URL may hold a password: the environment carries it, not argv (which `ps` shows).
+        return Child(name, argv, data_dir / "logs" / f"{name}.log", env={"TASKTRAIL_DATABASE_URL": url})
 
     remote = list(settings.backends)
     first = settings.server_port
@@ -234,6 +275,7 @@ def up(settings: UpSettings) -> int:
         servers.append(serve("writer", lane_port))
         writers.append((host, lane_port))
     certificate = tls.server_certificate(data_dir, host, settings.tls_cert, settings.tls_key)
+    client_ca = settings.client_ca or (data_dir / "tls" / "ca.pem" if settings.client_certs else None)
     edge = config.EdgeConfig(
         backends=backends,
         write_backends=writers,
@@ -245,8 +287,13 @@ def up(settings: UpSettings) -> int:
         tls_cert=certificate.cert,
         tls_key=certificate.key,
         admin_port=settings.admin_port,
+        admin_host=settings.admin_host,
         access_log=settings.access_log,
         stream_idle_timeout=settings.envoy_idle_timeout,
+        rest_tls=settings.rest_tls,
+        grpc_tls=settings.grpc_tls,
+        client_ca=client_ca,
+        allowed_hosts=tuple(settings.allowed_hosts),
     )
     config_path = config.write(edge, data_dir / "envoy")
     envoy_argv = config.envoy_command(config_path, settings.envoy_concurrency)
@@ -261,9 +308,10 @@ def up(settings: UpSettings) -> int:
             wait_healthy(f"{backend_host}:{port}", None)
         envoy.start()
         wait_envoy_ready(f"{host}:{settings.admin_port}", envoy)
-        if settings.sample:
+        if settings.sample and credentials is not None:
             account_id = credentials.account.account_id
-            wrote = sample.write_if_empty(f"{host}:{settings.grpc_port}", credentials.token, account_id)
+            ca = certificate.ca if settings.grpc_tls else None
+            wrote = sample.write_if_empty(f"{host}:{settings.grpc_port}", credentials.token, account_id, ca)
             if wrote:
                 log.info(
                     "wrote %d sample tasks (database %s, host %s, cloud account %s, crdb %s)",

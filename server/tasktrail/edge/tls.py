@@ -28,10 +28,15 @@ class ServerCertificate:
 
 
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    os.chmod(path, 0o600)
+    """A private key, readable by its owner only from the moment it exists."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
 
 def _name(common: str) -> x509.Name:
@@ -114,3 +119,41 @@ def server_certificate(data_dir: Path, host: str, cert: Path | None, key: Path |
     if host not in hosts and host not in ("0.0.0.0", "::"):
         hosts.insert(0, host)
     return local_certificate(data_dir / "tls", hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCertificate:
+    cert: Path
+    key: Path
+
+
+def client_certificate(directory: Path, name: str) -> ClientCertificate:
+    """A client certificate for `name`, signed by the local CA in `directory`
+    (`up --client-certs` asks for one on port 3000): kept in clients/."""
+    if not name or not name.replace("-", "").replace(".", "").replace("_", "").isalnum():
+        raise ValueError("a client name is letters, digits, '.', '-' and '_'")
+    ca_cert, ca_key = directory / "ca.pem", directory / "ca-key.pem"
+    if not ca_cert.exists() or not ca_key.exists():
+        raise FileNotFoundError(f"no local CA in {directory}: `tasktrail up` makes it on its first start")
+    authority = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    authority_key = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    assert isinstance(authority_key, ec.EllipticCurvePrivateKey)
+    clients = directory / "clients"
+    clients.mkdir(mode=0o700, exist_ok=True)
+    cert, key = clients / f"{name}.pem", clients / f"{name}-key.pem"
+    private = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(authority.subject)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=825))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(authority_key, hashes.SHA256())
+    )
+    _write_key(key, private)
+    cert.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    return ClientCertificate(cert, key)

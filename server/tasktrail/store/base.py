@@ -9,6 +9,7 @@ them differs (`sqlite.py`, `postgres.py`).
 from __future__ import annotations
 
 import abc
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -71,19 +72,30 @@ class Store(abc.ABC):
 
 class Compiled(Generic[C]):
     """Statements compiled once each, by the statement object (kept with its
-    SQL, so that its id stays its own)."""
+    SQL, so that its id stays its own). The statements are a bounded set of
+    shapes (statements.py caches each shape's statement), and so is this:
+    the least recently used goes first past `size`."""
 
-    __slots__ = ("_compile", "_items")
+    __slots__ = ("_compile", "_items", "_size")
 
-    def __init__(self, compile_one: Callable[[Select[Any]], C]) -> None:
+    def __init__(self, compile_one: Callable[[Select[Any]], C], size: int = 512) -> None:
         self._compile = compile_one
-        self._items: dict[int, tuple[Select[Any], C]] = {}
+        self._size = size
+        self._items: OrderedDict[int, tuple[Select[Any], C]] = OrderedDict()
 
     def __call__(self, stmt: Select[Any]) -> C:
-        hit = self._items.get(id(stmt))
-        if hit is None or hit[0] is not stmt:
-            hit = self._items[id(stmt)] = (stmt, self._compile(stmt))
-        return hit[1]
+        key = id(stmt)
+        hit = self._items.get(key)
+        if hit is not None and hit[0] is stmt:
+            self._items.move_to_end(key)
+            return hit[1]
+        made = self._items[key] = (stmt, self._compile(stmt))
+        if len(self._items) > self._size:
+            self._items.popitem(last=False)
+        return made[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 def normalize_url(url: str) -> str:

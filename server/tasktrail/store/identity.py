@@ -160,3 +160,9 @@ _PASSWORD = select(users.c.password_hash).where(users.c.username == bindparam("u
 def password_hash(reader: ReadQueries, username: str) -> str | None:
     rows = reader.rows(_PASSWORD, {"username": username})
     return str(rows[0][0]) if rows else None
+
+
+def replace_password_hash(tx: WriteQueries, username: str, old: str, new: str) -> bool:
+    """Store a new hash of the same password, unless the hash changed meanwhile."""
+    stmt = update(users).where(users.c.username == username, users.c.password_hash == old).values(password_hash=new)
+    return bool(tx.conn.execute(stmt).rowcount)

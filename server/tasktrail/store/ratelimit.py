@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -24,6 +24,7 @@ from tasktrail.store.statements import WriteQueries
 @dataclass(frozen=True, slots=True)
 class Verdict:
     allowed: bool
+    limit: int
     remaining: int
     # Seconds until the window ends (when refused: how long to wait).
     retry_after: int
@@ -58,5 +59,21 @@ class SharedWindow:
         forget = period - 1 if period != self._period else None
         self._period = period
         count = await self.store.write(lambda conn: count_hit(conn, key, period, forget))
+        return self._verdict(count, period, now)
+
+    async def peek(self, key: str) -> Verdict:
+        """The key's count in this period, without adding to it (one read)."""
+        now = self.clock()
+        period = int(now // self.window)
+        rows = await self.store.read(lambda r: r.rows(_COUNT, {"key": key, "period": period}))
+        # At the limit already: the next one would be past it.
+        return self._verdict(int(rows[0][0]) + 1 if rows else 1, period, now)
+
+    def _verdict(self, count: int, period: int, now: float) -> Verdict:
         retry_after = max(1, int((period + 1) * self.window - now + 0.999))
-        return Verdict(count <= self.limit, max(0, self.limit - count), retry_after)
+        return Verdict(count <= self.limit, self.limit, max(0, self.limit - count), retry_after)
+
+
+_COUNT = select(rate_counts.c.count).where(
+    rate_counts.c.key == bindparam("key"), rate_counts.c.period == bindparam("period")
+)

@@ -51,7 +51,8 @@ tasks = Table(
 # Keyset pagination in (created_at, task_id) order, per entity and per scope.
 Index("ix_tasks_entity_order", tasks.c.scope, tasks.c.entity_id, tasks.c.created_at, tasks.c.task_id)
 Index("ix_tasks_scope_order", tasks.c.scope, tasks.c.created_at, tasks.c.task_id)
-Index("ix_tasks_request_id", tasks.c.request_id, unique=True)
+# Per entity: one tenant's retry key neither finds nor reveals another's.
+Index("ix_tasks_request_id", tasks.c.scope, tasks.c.entity_id, tasks.c.request_id, unique=True)
 Index("ix_tasks_lease_expires_at", tasks.c.lease_expires_at)
 Index("ix_tasks_expire_at", tasks.c.expire_at)
 # The cloud API lists an account's tasks by their last status update.

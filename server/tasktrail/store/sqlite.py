@@ -174,6 +174,7 @@ class SqliteStore(Store):
         self._reader_thread: int | None = None
         self._probe: sqlite3.Connection | None = None
         self._data_version: int | None = None
+        self._closed = False
 
     def _open_reader(self) -> _Reader:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
@@ -206,6 +207,8 @@ class SqliteStore(Store):
         return self.snapshot_now(fn)
 
     def _current_reader(self) -> _Reader:
+        if self._closed:
+            raise RuntimeError("the store is closed")
         reader = self._reader
         if reader is None or self._reader_thread != threading.get_ident():
             reader = self._open_reader()
@@ -245,6 +248,7 @@ class SqliteStore(Store):
         migrations.check_revision(current[0] if current else None)
 
     async def close(self) -> None:
+        self._closed = True
         self._writer.shutdown(wait=True)
         self._engine.dispose()
         for conn in (self._reader_conn, self._probe):

@@ -171,7 +171,7 @@ def _alive() -> ColumnElement[bool]:
 # -- reads --------------------------------------------------------------------
 
 _GET_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id"), _alive())
-_TASK_POSITION = select(tasks.c.scope, tasks.c.created_at, tasks.c.task_id).where(
+_TASK_POSITION = select(tasks.c.scope, tasks.c.entity_id, tasks.c.created_at, tasks.c.task_id).where(
     tasks.c.task_id == bindparam("task_id")
 )
 
@@ -282,7 +282,9 @@ def list_statement(with_entity: bool, n_statuses: int, n_types: int, descending:
 
 
 def _entry(row: Row) -> LogEntry:
-    return LogEntry(entry_id=row[0], timestamp=row[1], message=row[2], fields=_json(row[3]))
+    fields = row[3]
+    size = len(row[2]) + (len(fields) if fields else 0)
+    return LogEntry(entry_id=row[0], timestamp=row[1], message=row[2], fields=_json(fields), size=size)
 
 
 class ReadQueries(abc.ABC):
@@ -298,9 +300,9 @@ class ReadQueries(abc.ABC):
         rows = self.rows(_GET_TASK, {"task_id": task_id, "now": now})
         return task_from_row(rows[0]) if rows else None
 
-    def task_position(self, task_id: str) -> tuple[Scope, tuple[int, str]] | None:
+    def task_position(self, task_id: str) -> tuple[Scope, str, tuple[int, str]] | None:
         rows = self.rows(_TASK_POSITION, {"task_id": task_id})
-        return (_SCOPES[rows[0][0]], (rows[0][1], rows[0][2])) if rows else None
+        return (_SCOPES[rows[0][0]], rows[0][1], (rows[0][2], rows[0][3])) if rows else None
 
     def _list_range(self, query: TaskQuery, scope: Scope, entity_id: str | None, now: int, limit: int) -> list[Task]:
         stmt = _list_statement(
@@ -376,7 +378,11 @@ class ReadQueries(abc.ABC):
 
 # -- writes (inside a write transaction) -----------------------------------------
 
-_BY_REQUEST_ID = select(*TASK_COLUMNS).where(tasks.c.request_id == bindparam("request_id"))
+_BY_REQUEST_ID = select(*TASK_COLUMNS).where(
+    tasks.c.scope == bindparam("scope"),
+    tasks.c.entity_id == bindparam("entity_id"),
+    tasks.c.request_id == bindparam("request_id"),
+)
 _LOCK_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id")).with_for_update()
 
 
@@ -406,8 +412,9 @@ class WriteQueries:
         row = self.conn.execute(_LOCK_TASK, {"task_id": task_id}).first()
         return None if row is None else task_from_row(tuple(row))
 
-    def task_by_request_id(self, request_id: str) -> Task | None:
-        row = self.conn.execute(_BY_REQUEST_ID, {"request_id": request_id}).first()
+    def task_by_request_id(self, scope: Scope, entity_id: str, request_id: str) -> Task | None:
+        params = {"scope": scope.value, "entity_id": entity_id, "request_id": request_id}
+        row = self.conn.execute(_BY_REQUEST_ID, params).first()
         return None if row is None else task_from_row(tuple(row))
 
     def insert_task(self, task: Task) -> None:

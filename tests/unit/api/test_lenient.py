@@ -3,6 +3,8 @@ on a real in-process server as on the bytes alone."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from google.protobuf.message import DecodeError
@@ -11,6 +13,7 @@ from grpc import aio
 
 from tasktrail.api import lenient
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
+from tests.support.wire import deep_append
 
 pytestmark = pytest.mark.anyio
 
@@ -41,6 +44,7 @@ def test_bad_strings_nested_and_in_maps_become_u_fffd() -> None:
     with pytest.raises(DecodeError):
         Append.FromString(broken(message))
     parsed = lenient.lenient(Append.FromString)(broken(message))
+    assert isinstance(parsed, Append)
     assert parsed.task_id == "id\ufffdB"
     assert [e.message for e in parsed.entries] == ["m\ufffdB", "\ufffdB"]
     assert dict(parsed.entries[0].fields) == {"k\ufffdB": "v\ufffdB", "n": 3}
@@ -49,8 +53,27 @@ def test_bad_strings_nested_and_in_maps_become_u_fffd() -> None:
 
 @pytest.mark.parametrize("data", [b"\x0a\x05ab", b"\x0a", b"\x08\xff", b"\x0b"])
 def test_malformed_messages_still_fail(data: bytes) -> None:
-    with pytest.raises(DecodeError):
-        lenient.lenient(Append.FromString)(data)
+    """As a Malformed request (the servicer answers INVALID_ARGUMENT), never an
+    exception (which gRPC would answer INTERNAL: a 500)."""
+    refused = lenient.lenient(Append.FromString)(data)
+    assert isinstance(refused, lenient.Malformed)
+    assert "not a valid message" in refused.message
+
+
+@pytest.mark.parametrize(("depth", "text"), [(300, 1 << 20), (40, 1 << 20), (40, 1000), (300, 10)])
+def test_refusing_a_deep_or_large_request_costs_its_size_not_more(depth: int, text: int) -> None:
+    data = deep_append(depth, text)
+    parse = lenient.lenient(Append.FromString)
+    started = time.perf_counter()
+    refused = parse(data)
+    took = time.perf_counter() - started
+    assert isinstance(refused, lenient.Malformed)
+    assert took < 0.02 * max(1.0, len(data) / (1 << 20)), took  # a few milliseconds a MiB, at most
+
+
+def test_a_small_request_nested_within_bounds_is_still_read_leniently() -> None:
+    data = deep_append(8, 10)
+    assert isinstance(lenient.lenient(Append.FromString)(data), Append)
 
 
 async def test_a_server_answers_a_bad_string_as_any_unknown_id(channel: aio.Channel) -> None:
@@ -64,3 +87,21 @@ async def test_a_server_answers_a_bad_string_as_any_unknown_id(channel: aio.Chan
         await get(data.replace(b"AB", b"\xffB"))
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND, refused.value.details()
     assert "\ufffd" in (refused.value.details() or "")
+
+
+async def test_a_server_refuses_a_malformed_request_as_invalid_argument(channel: aio.Channel) -> None:
+    append = channel.unary_unary(
+        "/tasktrail.v1.TaskWriterService/AppendLogEntries",
+        request_serializer=None,
+        response_deserializer=task_pb2.Task.FromString,
+    )
+    with pytest.raises(aio.AioRpcError) as refused:
+        await append(deep_append(300, 1 << 20))
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    follow = channel.unary_stream(
+        "/tasktrail.v1.TaskService/FollowTaskLog", request_serializer=None, response_deserializer=None
+    )
+    with pytest.raises(aio.AioRpcError) as streamed:
+        async for _ in follow(b"\x0a\x05ab"):
+            pass
+    assert streamed.value.code() == grpc.StatusCode.INVALID_ARGUMENT

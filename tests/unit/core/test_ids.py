@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -59,3 +60,16 @@ def test_ids_after_increase_from_any_previous(prev: int, count: int) -> None:
     assert ids == sorted(ids)
     assert len(set(ids)) == count
     assert ids[0] > previous
+
+
+@pytest.mark.parametrize(
+    "previous",
+    ["ffffffff-fffe-7fff-bfff-ffffffffffff", "ffffffff-fffe-4fff-bfff-ffffffffffff",
+     "ffffffff-ffff-7fff-bfff-fffffffffff0", "fffffffe-ffff-ffff-ffff-fffffffffff0"],
+)  # fmt: skip
+def test_ids_after_any_id_near_the_top_stay_canonical_and_increasing(previous: str) -> None:
+    ids = ids_after(previous, 1_800_000_000_000, 1000)
+    assert all(len(i) == 36 and is_canonical_uuid(i) for i in ids)
+    assert ids == sorted(ids)
+    assert ids[0] > previous
+    assert len(set(ids)) == len(ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -137,3 +139,73 @@ async def test_keeping_a_result_writes_only_to_lengthen_it(core: TaskCore, monke
     for task in (running, ended):
         await core.keep_result(task.task_id, EVERYTHING, 900_000_000)
     assert len(writes) == 2
+
+
+async def test_a_poisoned_log_stops_no_housekeeping(core: TaskCore) -> None:
+    """A task whose log was left with no room for another id (as a writer could
+    before caller ids had to leave room: written here straight into the store)
+    still ends when its lease lapses, and so do the tasks after it."""
+    lapsed = []
+    for i in range(3):
+        task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id=f"db{i}", type="t"))
+        await core.claim(task.task_id, "w", 100_000, None, EVERYTHING)
+        lapsed.append(task.task_id)
+    first = lapsed[0]
+
+    def poison(tx: Any) -> None:
+        task = tx.lock_task(first)
+        tx.save_task(task, dataclasses.replace(task, last_entry_id="ffffffff-ffff-ffff-ffff-ffffffffffff"))
+
+    await core.store.write(poison)
+    with pytest.raises(errors.FailedPrecondition, match="no room"):
+        await core.append_log(first, [NewLogEntry("one more")], lease_id=(await core.get_task(first)).lease_id)
+    await asyncio.sleep(0.15)
+    assert await core.expire_leases() == 3
+    ended = [await core.get_task(t) for t in lapsed]
+    assert [t.status for t in ended] == [Status.FAILED] * 3
+    assert [t.error.code if t.error else "" for t in ended] == ["lease_expired"] * 3
+
+
+async def test_a_cursor_names_only_a_task_the_caller_may_see(core: TaskCore) -> None:
+    """position_of places a known task only for a caller who may see it: for
+    anyone else it is an unknown id (placed by the time in it, as any other)."""
+    mine = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="mine", type="t"))
+    theirs = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="theirs", type="t"))
+    only_mine = Access.of((Scope.DATABASE, "mine"))
+    assert await core.position_of(mine.task_id, only_mine) == mine.position
+    placed = await core.position_of(theirs.task_id, only_mine)
+    assert placed == (theirs.created_at // 1000 * 1000, theirs.task_id)  # the UUID's own millisecond, not the row's µs
+
+
+async def test_request_ids_belong_to_one_entity(core: TaskCore) -> None:
+    """Two tenants may use one request id: neither finds nor learns of the other's task."""
+    a = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="a", type="create", request_id="r-1"))
+    b = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="b", type="delete", request_id="r-1"))
+    assert a.task_id != b.task_id
+    again = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="a", type="create", request_id="r-1"))
+    assert again.task_id == a.task_id
+
+
+async def test_overlong_and_nul_ids_are_unknown_tasks(core: TaskCore) -> None:
+    for task_id in ("x" * 65, "a\x00b"):
+        with pytest.raises(errors.NotFound):
+            await core.get_task(task_id)
+        with pytest.raises(errors.NotFound):
+            await core.read_log(task_id)
+
+
+async def test_a_log_page_is_cut_by_size_and_says_so(database_url: str) -> None:
+    store = open_store(database_url)
+    try:
+        core = TaskCore(store, Limits(max_answer_text=100_000))
+        task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+        await core.update_task(task.task_id, TaskChanges(status=Status.RUNNING))
+        ids = await core.append_log(task.task_id, [NewLogEntry("x" * 40_000) for _ in range(5)])
+        page = await core.read_log(task.task_id)
+        assert ([e.entry_id for e in page.entries], page.has_more) == (ids[:2], True)
+        rest = await core.read_log(task.task_id, after_entry_id=page.last_entry_id)
+        assert [e.entry_id for e in rest.entries] == ids[2:4]
+        tail = await core.read_log(task.task_id, limit=5, tail=True)
+        assert [e.entry_id for e in tail.entries] == ids[3:]  # the newest, as many as fit
+    finally:
+        await store.close()

@@ -14,14 +14,13 @@ from dataclasses import dataclass
 
 from tasktrail.api import Context, Headers, HttpError, HttpErrors, Surface, caller_access, endpoint
 from tasktrail.auth.gate import Gate
-from tasktrail.auth.principal import current
+from tasktrail.auth.principal import allowance, current
 from tasktrail.cloud.v1 import cloud_pb2 as pb
 from tasktrail.cloud.v1 import cloud_pb2_grpc as pb_grpc
 from tasktrail.core import errors
 from tasktrail.core.ids import is_canonical_uuid
 from tasktrail.core.model import Access, Scope, Status, Task
 from tasktrail.core.tasks import TaskCore
-from tasktrail.store.ratelimit import SharedWindow
 
 STATUS = {
     Status.PENDING: "received",
@@ -152,39 +151,38 @@ INTERNAL = error(500, "GENERAL_ERROR", "General error occurred")
 
 
 def _translate(exc: errors.CoreError) -> HttpError:
-    # Only NotFound reaches here (ids are checked first); anything else is the general error.
-    return error(404, "TASK_NOT_FOUND", "Task not found") if isinstance(exc, errors.NotFound) else INTERNAL
+    if isinstance(exc, errors.NotFound):
+        return error(404, "TASK_NOT_FOUND", "Task not found")
+    if isinstance(exc, errors.Unauthenticated):
+        return error(401, "UNAUTHORIZED", exc.message)
+    if isinstance(exc, errors.PermissionDenied):
+        return error(403, "FORBIDDEN", exc.message)
+    if isinstance(exc, errors.ResourceExhausted):
+        retry = (RETRY_AFTER_HEADER, str(exc.retry_after))
+        return error(429, "TOO_MANY_REQUESTS", exc.message, (retry, (REMAINING_HEADER, "0")))
+    if isinstance(exc, errors.Unavailable):
+        return error(503, "SERVICE_UNAVAILABLE", exc.message, (("retry-after", str(exc.retry_after)),))
+    if isinstance(exc, errors.InvalidArgument):
+        return error(400, "BAD_REQUEST", exc.message)
+    # Anything else is the general error.
+    return INTERNAL
 
 
 ERRORS = HttpErrors(_translate, INTERNAL)
 
 
-async def refuse(context: Context, message: str) -> None:
-    await ERRORS.abort(context, error(401, "UNAUTHORIZED", message))
+async def _limit_headers(context: Context) -> Headers:
+    left = allowance.get()
+    return () if left is None else ((REMAINING_HEADER, str(left.remaining)),)
 
 
 class CloudTaskService(pb_grpc.CloudTaskServiceServicer):
-    def __init__(self, core: TaskCore, gate: Gate, settings: CloudSettings, limiter: SharedWindow) -> None:
+    def __init__(self, core: TaskCore, gate: Gate, settings: CloudSettings) -> None:
         self.core = core
         self.settings = settings
-        self.limiter = limiter
-        # The keys first, then the rate limit; every answer says what is left of it.
-        self.surface = Surface(gate, ERRORS, check=self._rate_limit)
-
-    async def _rate_limit(self, context: Context) -> Headers:
-        principal = current.get()
-        key = principal.account_id if principal is not None and principal.account_id else "anonymous"
-        verdict = await self.limiter.hit(key)
-        limit_headers = ((REMAINING_HEADER, str(verdict.remaining)),)
-        if not verdict.allowed:
-            raise error(
-                429,
-                "TOO_MANY_REQUESTS",
-                f"more than {self.settings.rate_limit} requests a minute for this account: "
-                f"retry in {verdict.retry_after} s",
-                ((RETRY_AFTER_HEADER, str(verdict.retry_after)), *limit_headers),
-            )
-        return limit_headers
+        # The gate counts every request of an account (on any port) against its
+        # limit; every answer here says what is left of it.
+        self.surface = Surface(gate, ERRORS, check=_limit_headers)
 
     @staticmethod
     def account() -> Access:
@@ -209,4 +207,4 @@ class CloudTaskService(pb_grpc.CloudTaskServiceServicer):
         return render(task, base_url(context))
 
 
-__all__ = ["CloudSettings", "CloudTaskService", "refuse"]
+__all__ = ["CloudSettings", "CloudTaskService"]

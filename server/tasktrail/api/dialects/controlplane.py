@@ -99,6 +99,25 @@ def render_log(page: LogPage) -> pb.TaskLog:
 def _translate(exc: errors.CoreError) -> HttpError:
     if isinstance(exc, errors.NotFound):
         return designed("not_found", NOT_FOUND_MESSAGE)
+    if isinstance(exc, errors.Unauthenticated):
+        # 401 in the API's designed-error shape, when the port requires a token.
+        return HttpError(
+            401,
+            {"name": "unauthorized", "message": exc.message},
+            (("goa-error", "unauthorized"), ("www-authenticate", 'Bearer realm="tasktrail"')),
+        )
+    if isinstance(exc, errors.ResourceExhausted):
+        return HttpError(
+            429,
+            {"name": "too_many_requests", "message": exc.message},
+            (("goa-error", "too_many_requests"), ("retry-after", str(exc.retry_after))),
+        )
+    if isinstance(exc, errors.Unavailable):
+        return HttpError(
+            503,
+            {"name": "service_unavailable", "message": exc.message},
+            (("goa-error", "service_unavailable"), ("retry-after", str(exc.retry_after))),
+        )
     return designed("invalid_input", exc.message)
 
 
@@ -366,13 +385,3 @@ def _broken_body(frame: Broken) -> dict[str, Any]:
     if isinstance(frame.error, errors.NotFound):
         return {"name": "not_found", "message": NOT_FOUND_MESSAGE}
     return {"name": "server_error", "message": frame.error.message}
-
-
-async def refuse(context: Context, message: str) -> None:
-    """401 in the API's designed-error shape, when the port requires a token."""
-    error = HttpError(
-        401,
-        {"name": "unauthorized", "message": message},
-        (("goa-error", "unauthorized"), ("www-authenticate", 'Bearer realm="tasktrail"')),
-    )
-    await ERRORS.abort(context, error)

@@ -10,6 +10,7 @@ original's; docs/enterprise-api.md lists each decision.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from google.api import httpbody_pb2
@@ -39,6 +40,7 @@ RESULT_TTL_HEADER = "x-result-ttl"
 TRUNCATED_HEADER = "x-tasktrail-truncated"
 # The longest X-Result-TTL honoured: a year.
 MAX_RESULT_TTL = 365 * 86_400
+_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 def error(code: int, error_code: str, description: str, headers: tuple[tuple[str, str], ...] = ()) -> HttpError:
@@ -92,15 +94,17 @@ def _translate(exc: errors.CoreError) -> HttpError:
         return error(406, "task_in_commit_phase", "The task is in its commit phase: only a forced cancel stops it")
     if exc.reason == errors.TASK_TERMINAL:
         return error(406, "task_not_cancelable", "The task has already ended: it cannot be canceled")
+    if isinstance(exc, errors.Unauthenticated):
+        # 401 with a Basic challenge, as a Redis Enterprise cluster answers.
+        return error(401, "unauthorized", exc.message, (("www-authenticate", f'Basic realm="{REALM}"'),))
+    if isinstance(exc, errors.ResourceExhausted):
+        return error(429, "too_many_requests", exc.message, (("retry-after", str(exc.retry_after)),))
+    if isinstance(exc, errors.Unavailable):
+        return error(503, "service_unavailable", exc.message, (("retry-after", str(exc.retry_after)),))
     return error(400, "invalid_request", exc.message)
 
 
 ERRORS = HttpErrors(_translate, internal=error(500, "internal_error", "Internal server error"))
-
-
-async def refuse(context: Context, message: str) -> None:
-    """401 with a Basic challenge, as a Redis Enterprise cluster answers."""
-    await ERRORS.abort(context, error(401, "unauthorized", message, (("www-authenticate", f'Basic realm="{REALM}"'),)))
 
 
 def result_ttl(context: Context) -> int | None:
@@ -108,7 +112,8 @@ def result_ttl(context: Context) -> int | None:
     for key, value in context.invocation_metadata() or ():
         if key == RESULT_TTL_HEADER and isinstance(value, str):
             text = value.strip()
-            if not text.isdigit() or int(text) > MAX_RESULT_TTL:
+            # ASCII digits only: str.isdigit() takes "²", which int() refuses.
+            if not _SECONDS.fullmatch(text) or int(text) > MAX_RESULT_TTL:
                 raise error(
                     400,
                     "invalid_header",

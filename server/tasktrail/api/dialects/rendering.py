@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from tasktrail.core.model import Task
+from tasktrail.core.tasks import task_size
 
 M = TypeVar("M")
 
@@ -26,14 +27,17 @@ def _rfc3339_seconds(seconds: int) -> str:
 class Rendered(Generic[M]):
     """A dialect's rendering of tasks, kept for ended ones: an ended task never
     changes, and while it stays in the core's memory the core hands out the same
-    Task object for it, so the same message serves every read. Oldest first out."""
+    Task object for it, so the same message serves every read. Bounded by count
+    and by size; oldest first out."""
 
-    __slots__ = ("_items", "_render", "_size")
+    __slots__ = ("_bytes", "_items", "_max_bytes", "_render", "_size")
 
-    def __init__(self, render: Callable[[Task], M], size: int = 10_000) -> None:
+    def __init__(self, render: Callable[[Task], M], size: int = 10_000, max_bytes: int = 32 * 1024 * 1024) -> None:
         self._render = render
         self._size = size
-        self._items: dict[str, tuple[Task, M]] = {}
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._items: dict[str, tuple[Task, M, int]] = {}
 
     def __call__(self, task: Task) -> M:
         if not task.status.terminal:
@@ -42,7 +46,12 @@ class Rendered(Generic[M]):
         if hit is not None and hit[0] is task:
             return hit[1]
         message = self._render(task)
-        if hit is None and len(self._items) >= self._size:
-            del self._items[next(iter(self._items))]
-        self._items[task.task_id] = (task, message)
+        size = task_size(task)
+        if hit is not None:
+            self._bytes -= self._items.pop(task.task_id)[2]
+        while self._items and (len(self._items) >= self._size or self._bytes + size > self._max_bytes):
+            self._bytes -= self._items.pop(next(iter(self._items)))[2]
+        if size <= self._max_bytes:
+            self._items[task.task_id] = (task, message, size)
+            self._bytes += size
         return message
