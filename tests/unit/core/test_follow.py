@@ -228,3 +228,14 @@ async def test_follow_frames(database_url: str) -> None:
             assert rest[-1].end.task_status == task_pb2.TASK_STATUS_CANCELED
     finally:
         await running.stop(1)
+
+
+def test_cached_frames_are_bounded_by_their_text() -> None:
+    from tasktrail.core.follow import BatchCache, Entries
+    from tasktrail.core.model import LogEntry
+
+    cache: BatchCache[str] = BatchCache(size=100, max_text=1000)
+    for i in range(20):
+        batch = [LogEntry(f"{i:08d}-0000-7000-8000-000000000000", 0, "x" * 300, size=300)]
+        cache.get(Entries("t", batch), "grpc", lambda: "frame")
+    assert len(cache._items) == 3  # 3 x 300 characters fit in 1000, not 20 of them

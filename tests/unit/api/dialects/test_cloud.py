@@ -15,6 +15,7 @@ from tasktrail.api.dialects.cloud import CloudSettings, iso_ms, render, status_l
 from tasktrail.api.server import ServerSettings
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.core.model import Result, Scope, Status, Task, TaskError
+from tasktrail.v1 import task_service_pb2, task_service_pb2_grpc
 
 ID = "01a22c05-95a0-7459-91f9-c3699c35f2aa"
 BASE = "https://tasks.example:8443"
@@ -122,3 +123,20 @@ async def test_keys_and_limits_at_the_servicer(running: tuple[aio.Channel, str, 
     assert status == 429
     assert limited.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     assert 1 <= int(headers["x-rate-limit-retry-after-seconds"]) <= 60
+
+
+@pytest.mark.anyio
+async def test_an_accounts_requests_count_on_every_port(running: tuple[aio.Channel, str, str, str]) -> None:
+    """The same keys through the native API count against the same limit (3 here)."""
+    channel, _, api_key, secret = running
+    keys = (("x-api-key", api_key), ("x-api-secret-key", secret))
+    native = task_service_pb2_grpc.TaskServiceStub(channel)
+    for _ in range(3):
+        await native.ListTasks(task_service_pb2.ListTasksRequest(), metadata=keys)
+    with pytest.raises(aio.AioRpcError) as native_refused:
+        await native.ListTasks(task_service_pb2.ListTasksRequest(), metadata=keys)
+    assert native_refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    cloud = cloud_pb2_grpc.CloudTaskServiceStub(channel)
+    with pytest.raises(aio.AioRpcError) as cloud_refused:
+        await cloud.ListTasks(cloud_pb2.ListTasksRequest(), metadata=keys)
+    assert http(cloud_refused.value)[0] == 429
