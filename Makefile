@@ -112,4 +112,4 @@ bench: $(STAMP)
 	$(PY) -m bench.run_all
 
 clean:
-	rm -rf .build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .build build .pytest_cache .mypy_cache .ruff_cache

@@ -28,6 +28,7 @@ from tasktrail.core.tasks import SECOND, Timing
 from tasktrail.core.validation import Limits
 from tasktrail.edge.supervisor import UpSettings
 from tasktrail.store import StoreOptions
+from tasktrail.store.base import DURABILITY
 
 TRUE = frozenset({"1", "true", "yes", "on"})
 FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -106,9 +107,9 @@ DATABASE: tuple[Option, ...] = (
 # What every server process takes; `up` hands them on to the processes it starts.
 SERVER: tuple[Option, ...] = (
     Option(
-        "--sqlite-synchronous", "SQLITE_SYNCHRONOUS", str.upper, StoreOptions().sqlite_synchronous,
-        "NORMAL: a committed write survives a crash of the process; FULL: of the machine too (an fsync a commit)",
-        choices=("NORMAL", "FULL"),
+        "--durability", "DURABILITY", str.lower, StoreOptions().durability,
+        "full: an acknowledged write survives a power loss (an fsync a commit); normal: a crash of any process",
+        choices=DURABILITY,
     ),
     Option(
         "--controlplane-auth", "CONTROLPLANE_AUTH", boolean, False,
@@ -293,7 +294,7 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
     retention = Retention(**{s.value: defaults.for_scope(s) for s in Scope} | dict(args.retention))
     return ServerSettings(
         database_url=database_url(args),
-        store=StoreOptions(sqlite_synchronous=args.sqlite_synchronous),
+        store=StoreOptions(durability=args.durability),
         host=args.host,
         port=args.port,
         limits=Limits(

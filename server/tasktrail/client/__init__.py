@@ -42,7 +42,7 @@ from tasktrail.client.errors import (
 )
 from tasktrail.client.policies import NO_RETRY, RetryPolicy, Timeouts, WorkerPolicy
 from tasktrail.client.reader import AsyncFollow, AsyncTaskClient, Follow, FollowError, TaskClient
-from tasktrail.client.worker import AsyncTaskWriter, LeaseLost, TaskCanceled, TaskFailed, WorkerTask
+from tasktrail.client.worker import AsyncTaskWriter, LeaseLost, LogRefused, TaskCanceled, TaskFailed, WorkerTask
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -64,6 +64,7 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "LeaseLost",
+    "LogRefused",
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",

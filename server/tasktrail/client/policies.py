@@ -32,7 +32,11 @@ class RetryPolicy:
     maximum: float = 5.0
     multiplier: float = 2.0
     deadline: float = 60.0
-    codes: frozenset[grpc.StatusCode] = field(default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE}))
+    # Every call of the SDK is safe to repeat (reads; writes carry their idempotency
+    # key: request_id, lease_id, append_id), so a lost answer is tried again too.
+    codes: frozenset[grpc.StatusCode] = field(
+        default_factory=lambda: frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+    )
 
     def retries(self, code: grpc.StatusCode | None) -> bool:
         """Whether a call that failed with `code` is worth another try."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -75,6 +76,37 @@ class TaskFailed(Exception):
 
 class LeaseLost(Exception):
     """The worker no longer holds its task: its lease lapsed, the task ended elsewhere."""
+
+
+class LogRefused(Exception):
+    """Log lines that will never reach the log: the task does not end COMPLETED.
+
+    The server refused them for good, or could not be reached to take them
+    before the block ended.
+
+    Attributes:
+        lines: How many logged lines did not reach the log.
+    """
+
+    def __init__(self, message: str, lines: int) -> None:
+        super().__init__(message)
+        self.lines = lines
+
+
+# What the server takes of a log line (docs/security.md): checked where the line is logged.
+MAX_MESSAGE = 64 * 1024
+MAX_FIELDS = 64 * 1024
+# Codes after which an append will never succeed: the lines are lost, and the block says so.
+_FOR_GOOD = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
 
 
 def default_worker_name() -> str:
@@ -183,7 +215,11 @@ class WorkerTask:
         # One flush at a time, so that batches reach the log in the order they were written.
         self._flushing = asyncio.Lock()
         self._closing = False
-        self._batch_id: str | None = None
+        # The batch being sent, with its append_id: sent again exactly as it was until
+        # the server acknowledges it (lines logged meanwhile wait for the next batch).
+        self._inflight: tuple[list[task_pb2.LogEntry], str] | None = None
+        # Why the log stopped taking lines for good, once it did.
+        self._refused: str | None = None
         self._background: list[asyncio.Task[None]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._result: task_pb2.TaskResult | None = None
@@ -205,28 +241,57 @@ class WorkerTask:
             raise TaskCanceled("a cancel was requested")
 
     def log(self, message: str, **fields: Any) -> None:
-        """Queue a log line; lines go out in batches."""
+        """Queue a log line, stamped with the time it is logged; lines go out in batches.
+
+        Raises:
+            ValueError: The server would never take the line (a NUL, or past its size limit).
+            LogRefused: The server refused earlier lines for good: this log takes no more.
+        """
+        if self._refused is not None:
+            raise LogRefused(self._refused, len(self._pending))
+        if len(message) > MAX_MESSAGE:
+            raise ValueError(f"a log message is at most {MAX_MESSAGE} characters")
+        if "\x00" in message:
+            raise ValueError("a log message may not contain U+0000 (NUL)")
         entry = task_pb2.LogEntry(message=message)
+        entry.timestamp.GetCurrentTime()
         if fields:
+            if len(json.dumps(fields, default=str)) > MAX_FIELDS:
+                raise ValueError(f"a log line's fields are at most {MAX_FIELDS} characters of JSON")
             entry.fields.update(fields)
         self._pending.append(entry)
         if len(self._pending) >= self.policy.batch_size:
             self._flush_now.set()
 
     async def flush(self) -> None:
-        """Send every queued log line now."""
+        """Send every queued log line now.
+
+        Raises:
+            LogRefused: The server refused lines for good.
+            TasktrailError: The server could not be reached within the retry policy's deadline.
+        """
         async with self._flushing:
-            while self._pending:
-                batch = self._pending[: self.policy.batch_size]
-                # Its append_id makes the batch safe to send again: each line lands once.
-                if self._batch_id is None:
-                    self._batch_id = str(uuid.uuid4())
+            if self._refused is not None:
+                raise LogRefused(self._refused, len(self._pending))
+            while self._inflight is not None or self._pending:
+                if self._inflight is None:
+                    # Its append_id makes the batch safe to send again: each line lands once.
+                    batch = self._pending[: self.policy.batch_size]
+                    del self._pending[: len(batch)]
+                    self._inflight = (batch, str(uuid.uuid4()))
+                entries, append_id = self._inflight
                 request = writer_service_pb2.AppendLogEntriesRequest(
-                    task_id=self.task_id, entries=batch, lease_id=self.lease_id, append_id=self._batch_id
+                    task_id=self.task_id, entries=entries, lease_id=self.lease_id, append_id=append_id
                 )
-                await self.writer.call(self.writer.stub.AppendLogEntries, request)
-                del self._pending[: len(batch)]
-                self._batch_id = None
+                try:
+                    await self.writer.call(self.writer.stub.AppendLogEntries, request)
+                except grpc.RpcError as error:
+                    if _base.code_of(error) in _FOR_GOOD:
+                        lost = len(entries) + len(self._pending)
+                        self._refused = f"the server refused {lost} log lines of task {self.task_id}: {error}"
+                        raise LogRefused(self._refused, lost) from error
+                    raise
+                self._inflight = None
 
     async def progress(
         self, percent: float | None = None, step: str | None = None, targets: Sequence[tuple[str, str]] = ()
@@ -309,8 +374,20 @@ class WorkerTask:
             await asyncio.gather(self._flusher, return_exceptions=True)
         if self.lost:
             return False
-        with contextlib.suppress(grpc.RpcError):
+        try:
             await self.flush()
+        except (LogRefused, grpc.RpcError) as lost:
+            if error is None:
+                # Never COMPLETED without lines the block logged: FAILED, saying why, where the
+                # server still takes it (or the lease lapses and the server fails the task).
+                failed = writer_service_pb2.UpdateTaskRequest(status=task_pb2.TASK_STATUS_FAILED)
+                failed.error.CopyFrom(task_pb2.TaskError(code="log_refused", message=str(lost)[:4096]))
+                with contextlib.suppress(grpc.RpcError):
+                    await self._update(failed)
+                if isinstance(lost, LogRefused):
+                    raise
+                raise LogRefused(f"log lines could not be delivered: {lost}", len(self._pending)) from lost
+            # The block failed anyway: it ends FAILED with its own error, below.
         end = writer_service_pb2.UpdateTaskRequest()
         if error is None:
             end.status = task_pb2.TASK_STATUS_COMPLETED
@@ -383,5 +460,8 @@ class WorkerTask:
                 return
             try:
                 await self.flush()
+            except LogRefused as refused:
+                log.error("task %s: %s", self.task_id, refused)
+                return  # the work's next log() raises it
             except grpc.RpcError as error:
                 log.warning("task %s: log flush failed, will try again: %s", self.task_id, error)

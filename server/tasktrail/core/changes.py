@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+from tasktrail.core import errors
 from tasktrail.core.storage import TaskStore
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # How often a process looks for writes of other processes (seconds), where polling is all it has.
 CHANGE_POLL_INTERVAL = 0.005
+# How long a poll waits after the store failed, before it looks again (seconds).
+OUTAGE_PAUSE = 0.5
 
 
 class ChangeFeed:
@@ -67,15 +70,20 @@ class ChangeFeed:
         )
 
     async def _poll_loop(self, interval: float) -> None:
+        pause = interval
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(pause)
+            pause = interval
             if not self._waiters:
                 continue
             try:
                 if self.store.others_committed():
                     await self._poll()
+            except errors.Unavailable:
+                pause = OUTAGE_PAUSE  # the store says so itself; look again when it may be back
             except Exception:
                 log.exception("change poll failed")
+                pause = OUTAGE_PAUSE
 
     def _notify_all(self) -> None:
         for task_id in list(self._waiters):

@@ -195,6 +195,9 @@ class TaskFeed:
                     self.gone = exc
                     self._announce()
                     return
+                except errors.Unavailable:
+                    await asyncio.sleep(0.5)  # the store is away (it says so itself): look again soon
+                    continue
                 except Exception:
                     log.exception("feed of task %s failed; trying again", self.task_id)
                     await asyncio.sleep(0.5)

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from tasktrail.core import errors
 from tasktrail.core.tasks import TaskCore
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ async def reap_leases(core: TaskCore, interval: float) -> None:
             for _ in range(LEASE_ROUNDS):  # a full batch: look again at once, a bounded number of times
                 if await core.expire_leases(LEASE_BATCH) < LEASE_BATCH:
                     break
+        except errors.Unavailable:
+            pass  # the store is away (it says so itself); the next tick looks again
         except Exception:
             log.exception("lease check failed")
 
@@ -47,5 +50,7 @@ async def sweep(core: TaskCore, interval: float, batch: int) -> None:
                 await asyncio.sleep(0)  # bounded batches: let requests through between them
             if total:
                 log.info("swept %d expired tasks", total)
+        except errors.Unavailable:
+            pass
         except Exception:
             log.exception("retention sweep failed")

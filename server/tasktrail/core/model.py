@@ -165,6 +165,7 @@ class Task:
     retention_us: int | None = None
     last_append_id: str | None = None
     last_append_ids: tuple[str, ...] = ()
+    last_append_digest: str | None = None
     version: int = 0
 
     @property

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import secrets
 import time
@@ -250,15 +252,17 @@ class TaskCore:
         return await self._write(task_id, change)
 
     async def heartbeat(self, task_id: str, lease_id: str, lease_us: int | None, access: Access) -> Task:
+        """Renew a lease. A heartbeat counts from when it arrived, not from when its
+        write ran: a stall in the write queue never loses a worker its lease."""
         check_worker(None, lease_id)
+        arrived = now_us()
 
         def change(tx: Transaction) -> Task:
-            now = now_us()
-            task = self._locked(tx, task_id, access, now)
-            _check_lease(task, lease_id, now)
+            task = self._locked(tx, task_id, access, now_us())
+            _check_lease(task, lease_id, arrived)
             duration = self._lease(lease_us) if lease_us else (task.lease_duration_us or self.timing.lease_default)
             return tx.save_task(
-                task, dataclasses.replace(task, lease_expires_at=now + duration, lease_duration_us=duration)
+                task, dataclasses.replace(task, lease_expires_at=arrived + duration, lease_duration_us=duration)
             )
 
         return await self._write(task_id, change)
@@ -268,12 +272,15 @@ class TaskCore:
     ) -> Task:
         check_changes(changes)
         check_worker(None, lease_id)
+        arrived = now_us()
 
         def change(tx: Transaction) -> Task:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
+            if task.status.terminal and _already(task, changes):
+                return task  # a retry of the update that ended it: the same answer again
             lifecycle.check_writable(task)
-            _check_lease(task, lease_id, now)
+            _check_lease(task, lease_id, arrived)
             updated = _apply(task, changes, now)
             if updated.status.terminal:
                 updated = self._ended(updated)
@@ -295,23 +302,32 @@ class TaskCore:
         if not entries:
             return []
         check_append(entries, append_id, self.limits)
+        digest = batch_digest(entries) if append_id else None
+        arrived = now_us()
 
         def change(tx: Transaction) -> list[str]:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
             if append_id and task.last_append_id == append_id:
+                if task.last_append_digest not in (None, digest):
+                    raise errors.AlreadyExists(
+                        f"append_id {append_id} was used for other entries: a retry sends the same batch",
+                        reason=errors.APPEND_REUSED,
+                    )
                 return list(task.last_append_ids)  # a retry of an append that was made: its ids again
             if task.status.terminal:
                 raise errors.FailedPrecondition(
                     f"task {task_id} is {task.status.value}: its log is sealed", reason=errors.LOG_SEALED
                 )
-            _check_lease(task, lease_id, now)
+            _check_lease(task, lease_id, arrived)
             made = self._allocate(task.last_entry_id, entries, now)
             ids = [e.entry_id for e in made]
             tx.insert_entries(task_id, made)
             after = dataclasses.replace(task, last_entry_id=ids[-1], updated_at=now)
             if append_id:
-                after = dataclasses.replace(after, last_append_id=append_id, last_append_ids=tuple(ids))
+                after = dataclasses.replace(
+                    after, last_append_id=append_id, last_append_ids=tuple(ids), last_append_digest=digest
+                )
             tx.save_task(task, after)
             return ids
 
@@ -446,7 +462,8 @@ class TaskCore:
         def request(tx: Transaction) -> tuple[CancelResult, bool]:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
-            if task.status is Status.CANCELING:
+            if task.status in (Status.CANCELING, Status.CANCELED):
+                # Asked already (or done: a retried cancel whose answer was lost): the task as it is.
                 return CancelResult(task, requested=False), False
             lifecycle.check_cancel(task, force=force)
             fields: dict[str, object] = {"status": "canceling"}
@@ -657,6 +674,17 @@ class TaskCore:
         return made
 
 
+def batch_digest(entries: Sequence[NewLogEntry]) -> str:
+    """What a batch holds, in 64 hex digits: a retry must send the same."""
+    digest = hashlib.sha256()
+    for entry in entries:
+        fields = json.dumps(entry.fields, sort_keys=True, separators=(",", ":"), default=str) if entry.fields else ""
+        for part in (entry.message, fields, str(entry.timestamp), entry.entry_id or ""):
+            digest.update(part.encode())
+            digest.update(b"\x00")
+    return digest.hexdigest()
+
+
 def _named(task_id: str) -> None:
     """No task has an id longer than the longest id, or one holding U+0000: NOT_FOUND at once."""
     if len(task_id) > BOUNDS.task_id or "\x00" in task_id:
@@ -696,6 +724,18 @@ def _check_lease(task: Task, lease_id: str | None, now: int) -> None:
         )
     if not task.held(now):
         raise errors.FailedPrecondition(f"the lease on task {task.task_id} has expired", reason=errors.LEASE_LOST)
+
+
+def _already(task: Task, changes: TaskChanges) -> bool:
+    """Whether an ended task is already what `changes` would end it as: a retried
+    final update (its answer was lost) finds its work done."""
+    if changes.status is not task.status:
+        return False
+    # A failure's retry carries its error again (a FAILED update needs one); a confirmed
+    # cancel carries none (the server fills it in); a completion may carry its result.
+    if changes.error != task.error and not (changes.error is None and task.status is Status.CANCELED):
+        return False
+    return changes.result is None or changes.result == task.result
 
 
 def _same_creation(earlier: Task, new: Task) -> bool:

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -33,14 +34,26 @@ _SETPRIV = shutil.which("setpriv")
 DIE_WITH_PARENT = [_SETPRIV, "--pdeathsig", "TERM", "--"] if _SETPRIV else []
 
 
+# A child that dies is started again after a delay that doubles with each death
+# before it became healthy (a crash loop), from FIRST_DELAY up to MAX_DELAY; one
+# that became healthy and served starts again after FIRST_DELAY.
+FIRST_DELAY = 0.5
+MAX_DELAY = 30.0
+
+
 @dataclass
 class Child:
     name: str
     argv: list[str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
+    # Deaths since it was last healthy, and when it may start again (its own clock).
     restarts: int = 0
     started_at: float = 0.0
+    restart_at: float | None = None
+    healthy: bool = False
+    # Asks whether the running child serves (a quick, non-blocking probe).
+    probe: Callable[[], bool] | None = None
     env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -55,6 +68,8 @@ class Child:
                 env={**os.environ, **self.env},
             )
         self.started_at = time.monotonic()
+        self.restart_at = None
+        self.healthy = False
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -249,11 +264,10 @@ def up(settings: UpSettings) -> int:
     log.info("schema at revision %s", revision)
     credentials = asyncio.run(_dev_credentials(url, data_dir)) if settings.dev else None
 
-    stopping = False
+    stopping = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        stopping.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -322,34 +336,79 @@ def up(settings: UpSettings) -> int:
                     sample.CRDB_GUID,
                 )
         print(banner(settings, data_dir, credentials, certificate), flush=True)
-        supervise(children, lambda: stopping)
+        for i, child in enumerate(servers):
+            child.probe = grpc_probe(f"{host}:{first + i}")
+        envoy.probe = envoy_probe(f"{host}:{settings.admin_port}")
+        supervise(children, stopping)
     except (RuntimeError, TimeoutError, OSError) as exc:
         log.error("%s", exc)
         return 1
     finally:
-        # Envoy first, so no new traffic arrives while servers drain.
-        envoy.stop(5.0)
-        for child in servers:
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.terminate()
-        for child in servers:
-            child.stop(settings.shutdown_grace)
+        stop_all(envoy, servers, f"{host}:{settings.admin_port}", settings.shutdown_grace)
         log.info("stopped")
     return 0
 
 
-def supervise(children: list[Child], stopping: Callable[[], bool]) -> None:
-    """Restart a child that dies, with a backoff, until told to stop."""
-    while not stopping():
+def supervise(children: list[Child], stopping: threading.Event) -> None:
+    """Start again a child that dies, each on its own clock (one child's delay
+    never holds another back), until told to stop; never after."""
+    while not stopping.wait(0.1):
+        now = time.monotonic()
         for child in children:
-            if child.proc is not None and child.proc.poll() is not None and not stopping():
-                code = child.proc.returncode
-                backoff = min(30.0, 0.5 * 2 ** min(child.restarts, 6))
-                if time.monotonic() - child.started_at > 60:
-                    child.restarts = 0  # it ran a good while: start over
-                    backoff = 0.5
-                log.warning("%s exited (%s); restarting in %.1f s, see %s", child.name, code, backoff, child.log_path)
-                time.sleep(backoff)
+            if child.alive():
+                if not child.healthy and child.probe is not None and child.probe():
+                    child.healthy, child.restarts = True, 0  # it served: its next death waits little
+                continue
+            if child.proc is None:
+                continue
+            if child.restart_at is None:
+                delay = min(MAX_DELAY, FIRST_DELAY * 2 ** min(child.restarts, 6))
+                child.restart_at = now + delay
                 child.restarts += 1
+                code = child.proc.returncode
+                log.warning(
+                    "%s exited (%s); starting it again in %.1f s, see %s", child.name, code, delay, child.log_path
+                )
+            elif child.restart_at <= now and not stopping.is_set():
                 child.start()
-        time.sleep(0.2)
+
+
+def grpc_probe(target: str) -> Callable[[], bool]:
+    """Whether the server at `target` answers SERVING now (one quick check)."""
+
+    def probe() -> bool:
+        with grpc.insecure_channel(target) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.3)
+            except grpc.RpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    return probe
+
+
+def envoy_probe(admin: str) -> Callable[[], bool]:
+    def probe() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{admin}/ready", timeout=0.3) as reply:
+                return bool(reply.status == 200)
+        except OSError:
+            return False
+
+    return probe
+
+
+def stop_all(envoy: Child, servers: list[Child], admin: str, grace: float) -> None:
+    """Stop in the order that loses nothing: the edge takes no new connection,
+    the servers finish what they serve (unary calls complete, followers get a
+    last frame that tells them to resume elsewhere), then the edge goes."""
+    if envoy.alive():
+        with contextlib.suppress(OSError):
+            drain = urllib.request.Request(f"http://{admin}/drain_listeners?inboundonly", method="POST")
+            urllib.request.urlopen(drain, timeout=2).close()
+    for child in servers:
+        if child.alive():
+            child.proc.terminate()  # type: ignore[union-attr]
+    for child in servers:
+        child.stop(grace)
+    envoy.stop(5.0)

@@ -9,6 +9,8 @@ them differs (`sqlite.py`, `postgres.py`).
 from __future__ import annotations
 
 import abc
+import logging
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,17 +19,24 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Select
 
+from tasktrail.core import errors
 from tasktrail.store.statements import ReadQueries, WriteQueries
+
+log = logging.getLogger("tasktrail.store")
 
 T = TypeVar("T")
 C = TypeVar("C")
 
 
+# What an acknowledged write survives: "full", a crash of the machine (a power
+# loss) too, at an fsync a commit; "normal", a crash of any process (SQLite's
+# WAL is in the OS's cache; PostgreSQL's synchronous_commit is off).
+DURABILITY = ("full", "normal")
+
+
 @dataclass(frozen=True, slots=True)
 class StoreOptions:
-    # SQLite durability: NORMAL survives a crash of the process (the WAL is in
-    # the OS); FULL also survives a crash of the machine, at an fsync a commit.
-    sqlite_synchronous: str = "NORMAL"
+    durability: str = "full"
     sqlite_busy_timeout_ms: int = 10_000
 
 
@@ -112,3 +121,35 @@ def backend_of(url: str) -> str:
     if backend not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported database: {backend} (use sqlite:/// or postgresql+asyncpg://)")
     return backend
+
+
+class OutageLog:
+    """Says that the store is failing, and why, at most once every few seconds
+    (an outage fails every request; the log should not)."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self._last = 0.0
+        self._quiet = 0
+
+    def __call__(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            self._quiet += 1
+            return
+        more = f" (and {self._quiet} more since)" if self._quiet else ""
+        log.warning("the store failed: %s: %s%s", type(exc).__name__, exc, more)
+        self._last, self._quiet = now, 0
+
+
+STORE_FULL = "STORE_FULL"
+
+
+def full() -> errors.ResourceExhausted:
+    return errors.ResourceExhausted(
+        "the store has no room left: writes resume once space is freed", retry_after=5, reason=STORE_FULL
+    )
+
+
+def unreachable() -> errors.Unavailable:
+    return errors.Unavailable("the store cannot be reached now: retry in a moment", reason="STORE_UNAVAILABLE")

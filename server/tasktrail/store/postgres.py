@@ -31,7 +31,7 @@ from sqlalchemy.util import await_only, greenlet_spawn
 from tasktrail.core import errors
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
-from tasktrail.store.base import Compiled, Store, StoreOptions
+from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, full, unreachable
 from tasktrail.store.statements import ReadQueries, Row, WriteQueries
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,33 @@ def _refusing_nul() -> Iterator[None]:
         raise errors.InvalidArgument("text may not contain U+0000 (NUL)") from error
 
 
+# The longest a read waits for a pooled connection (seconds): past it, the store is busy or gone.
+ACQUIRE_TIMEOUT = 10.0
+# SQLSTATE classes and codes of a server that cannot serve now.
+_GONE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+
+
+def outage_of(exc: BaseException) -> str | None:
+    """ "full", "gone", or None for a failure that is not the store's state."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        state = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if state == "53100":
+            return "full"
+        if isinstance(state, str) and state.startswith(_GONE_STATES):
+            return "gone"
+        if isinstance(cause, OSError | TimeoutError | asyncpg.InterfaceError | asyncpg.PostgresConnectionError):
+            return "gone"
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return "gone"
+        if isinstance(cause, RuntimeError) and "closed" in str(cause):
+            return "gone"
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return None
+
+
 def dsn(url: str) -> str:
     """The URL as asyncpg itself takes it."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -116,12 +143,17 @@ class PostgresStore(Store):
     def __init__(self, url: str, options: StoreOptions) -> None:
         self.url = url
         self.options = options
-        self._engine: AsyncEngine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # "normal" durability: a commit is acknowledged before its WAL reaches the disk.
+        commit = {"synchronous_commit": "on" if options.durability == "full" else "off"}
+        self._engine: AsyncEngine = create_async_engine(
+            url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args={"server_settings": commit}
+        )
         # Reads: asyncpg's own pool (made on first use, on the running loop).
         self._pool: asyncpg.Pool | None = None
         self._pool_made: asyncio.Lock | None = None
         self._closed = False
         self._compiled = Compiled(compile_statement)
+        self._outage_log = OutageLog()
 
     async def _readers(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -153,19 +185,45 @@ class PostgresStore(Store):
                     return await conn.run_sync(run)
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
+        except Exception as exc:
+            if (failure := self._outage(exc)) is None:
+                raise
+            raise failure from exc
 
     async def read(self, fn: Callable[[ReadQueries], T]) -> T:
         # One statement: no transaction, so no BEGIN/COMMIT round trips.
-        async with (await self._readers()).acquire() as conn:
-            return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+        try:
+            async with (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+        except Exception as exc:
+            if (failure := self._outage(exc)) is None:
+                raise
+            raise failure from exc
 
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
         # Several statements see one snapshot.
-        async with (
-            (await self._readers()).acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+        try:
+            async with (
+                (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+        except Exception as exc:
+            if (failure := self._outage(exc)) is None:
+                raise
+            raise failure from exc
+
+    def _outage(self, exc: Exception) -> errors.CoreError | None:
+        """What a failed statement means to a caller: no room left (53100), or a
+        server that cannot be reached now (a connection refused, lost or shut
+        down); anything else is raised as it is (a bug, answered INTERNAL).
+        The pools make new connections at the next call: a server that comes
+        back is used again, with no restart."""
+        kind = outage_of(exc)
+        if kind is None:
+            return None
+        self._outage_log(exc)
+        return full() if kind == "full" else unreachable()
 
     def dsn(self) -> str:
         return dsn(self.url)

@@ -44,6 +44,7 @@ tasks = Table(
     # The last append's idempotency key and the entry ids it made (JSON), for a retry.
     Column("last_append_id", String(64)),
     Column("last_append_ids", Text),
+    Column("last_append_digest", String(64)),
     # Bumped by every write, so that other processes can tell a task changed.
     Column("version", BigInteger, nullable=False, default=0),
 )

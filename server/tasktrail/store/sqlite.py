@@ -26,14 +26,15 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Select
 
+from tasktrail.core import errors
 from tasktrail.core.model import LogEntry
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
-from tasktrail.store.base import Compiled, Store, StoreOptions
+from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, full, unreachable
 from tasktrail.store.statements import ReadQueries, Row, WriteQueries
 
 T = TypeVar("T")
@@ -48,7 +49,7 @@ def sqlite_path(url: str) -> Path:
 
 def _pragmas(conn: sqlite3.Connection, options: StoreOptions) -> None:
     conn.execute(f"PRAGMA busy_timeout = {int(options.sqlite_busy_timeout_ms)}")
-    conn.execute(f"PRAGMA synchronous = {options.sqlite_synchronous}")
+    conn.execute(f"PRAGMA synchronous = {'FULL' if options.durability == 'full' else 'NORMAL'}")
 
 
 def sqlite_engine(url: str, options: StoreOptions) -> Engine:
@@ -175,6 +176,7 @@ class SqliteStore(Store):
         self._probe: sqlite3.Connection | None = None
         self._data_version: int | None = None
         self._closed = False
+        self._outage_log = OutageLog()
 
     def _open_reader(self) -> _Reader:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True)
@@ -197,14 +199,40 @@ class SqliteStore(Store):
             return await asyncio.get_running_loop().run_in_executor(self._writer, run)
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
+        except (sqlite3.Error, DBAPIError, RuntimeError) as exc:
+            raise self._outage(exc) from exc
 
     # Each sqlite3 call releases the GIL, and each release hands it to gRPC's
     # poller thread and back: a single-statement read makes no BEGIN/COMMIT.
     async def read(self, fn: Callable[[ReadQueries], T]) -> T:
-        return fn(self._current_reader())
+        try:
+            return fn(self._current_reader())
+        except (sqlite3.Error, RuntimeError) as exc:
+            raise self._outage(exc) from exc
 
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
-        return self.snapshot_now(fn)
+        try:
+            return self.snapshot_now(fn)
+        except (sqlite3.Error, RuntimeError) as exc:
+            raise self._outage(exc) from exc
+
+    def _outage(self, exc: BaseException) -> errors.CoreError:
+        """What a failed statement means to a caller: no room left (SQLITE_FULL),
+        or a store that cannot do its work now (the file gone, a lock held past
+        the busy timeout, an I/O error). The reader is made again at the next
+        read: a file that comes back is read again."""
+        self._outage_log(exc)
+        self._drop_reader()
+        cause = getattr(exc, "orig", None) or exc
+        if isinstance(cause, sqlite3.Error) and "full" in str(cause):
+            return full()
+        return unreachable()
+
+    def _drop_reader(self) -> None:
+        if self._reader_conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._reader_conn.close()
+        self._reader_conn = self._reader = None
 
     def _current_reader(self) -> _Reader:
         if self._closed:

@@ -78,6 +78,7 @@ TASK_COLUMNS = (
     tasks.c.version,
     tasks.c.last_append_id,
     tasks.c.last_append_ids,
+    tasks.c.last_append_digest,
 )
 
 _SCOPES = {s.value: s for s in Scope}
@@ -125,6 +126,7 @@ def task_from_row(row: Row) -> Task:
         version=row[27],
         last_append_id=row[28],
         last_append_ids=tuple(json.loads(row[29])) if row[29] else (),
+        last_append_digest=row[30],
     )
 
 
@@ -161,6 +163,7 @@ def task_values(task: Task) -> dict[str, Any]:
         "version": task.version,
         "last_append_id": task.last_append_id,
         "last_append_ids": dump_json(list(task.last_append_ids)) if task.last_append_ids else None,
+        "last_append_digest": task.last_append_digest,
     }
 
 

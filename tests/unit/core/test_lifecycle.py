@@ -80,6 +80,10 @@ async def test_every_writer_transition(core: TaskCore, state: Status, target: St
         assert (updated.completed_at is not None) == (target in TERMINAL)
         if target in TERMINAL:
             assert updated.lease_id is None  # the lease ends with the task
+    elif state in TERMINAL and target is state:
+        # The update that ended it, sent again (its answer was lost): the same answer, nothing changed.
+        again = await core.update_task(task.task_id, TaskChanges(status=target, error=error), lease)
+        assert (again.status, again.completed_at, again.version) == (task.status, task.completed_at, task.version)
     else:
         with pytest.raises(errors.FailedPrecondition):
             await core.update_task(task.task_id, TaskChanges(status=target, error=error), lease)
@@ -108,7 +112,11 @@ async def test_every_claim(core: TaskCore, state: Status) -> None:
 @pytest.mark.parametrize("force", [False, True])
 async def test_every_cancel(core: TaskCore, state: Status, commit_phase: bool, force: bool) -> None:
     task, _lease = await task_in(core, state, commit_phase=commit_phase)
-    if state in TERMINAL:
+    if state is X:
+        # Canceled already (a retried cancel whose answer was lost, say): the task as it is.
+        result = await core.cancel(task.task_id, force=force)
+        assert (result.task.status, result.requested, result.task.version) == (X, False, task.version)
+    elif state in TERMINAL:
         with pytest.raises(errors.FailedPrecondition) as refused:
             await core.cancel(task.task_id, force=force)
         assert refused.value.reason == errors.TASK_TERMINAL
@@ -137,13 +145,15 @@ async def test_every_cancel(core: TaskCore, state: Status, commit_phase: bool, f
 @pytest.mark.parametrize("state", [C, F, X])
 async def test_terminal_tasks_refuse_every_write(core: TaskCore, state: Status) -> None:
     task, lease = await task_in(core, state)
-    for changes in (
-        TaskChanges(node_name="n9"),
-        TaskChanges(in_commit_phase=True),
-        TaskChanges(status=state),
-    ):
+    changing = [TaskChanges(node_name="n9"), TaskChanges(in_commit_phase=True)]
+    if state is F:
+        changing.append(TaskChanges(status=F, error=TaskError("other", "another failure")))
+    for changes in changing:
         with pytest.raises(errors.FailedPrecondition):
             await core.update_task(task.task_id, changes, lease)
+    # The update that ended it, again: answered as it is, not refused (its answer may have been lost).
+    again = TaskChanges(status=state, error=task.error if state is F else None)
+    assert await core.update_task(task.task_id, again, lease) == task
     with pytest.raises(errors.FailedPrecondition) as sealed:
         await core.append_log(task.task_id, [NewLogEntry("late")], lease)
     assert sealed.value.reason == errors.LOG_SEALED

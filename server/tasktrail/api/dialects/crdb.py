@@ -160,6 +160,8 @@ class CrdbTaskService(pb_grpc.CrdbTaskServiceServicer):
     @endpoint
     async def CancelCrdbTask(self, request: pb.CancelCrdbTaskRequest, context: Context) -> pb.CrdbTask:
         done = await self.core.cancel(request.task_id, self.access(), force=request.force)
+        if not done.requested and done.task.status is Status.CANCELED:
+            raise _translate(errors.FailedPrecondition("canceled", reason=errors.TASK_TERMINAL))
         if not done.requested:
             raise error(409, "cancel_in_progress", "A cancel of this task is already being carried out")
         return render(done.task, verbose=False)
