@@ -115,6 +115,7 @@ def start_stack(
     replicas: int | None = None,
     env: dict[str, str] | None = None,
     database_url: str | None = None,
+    owns: bool | None = None,
 ) -> Stack:
     """`tasktrail up` on free ports and a fresh store; replicas as the test run's setting says."""
     replicas = databases.REPLICAS if replicas is None else replicas
@@ -161,7 +162,7 @@ def start_stack(
         cloud=f"https://127.0.0.1:{cloud_port}",
         crdb=f"https://127.0.0.1:{crdb_port}",
         database_url=url,
-        owns_database=database_url is None,
+        owns_database=database_url is None if owns is None else owns,
         server_ports=tuple(server_port + i for i in range(replicas)),
     )
 

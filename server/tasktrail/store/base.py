@@ -142,12 +142,9 @@ class OutageLog:
         self._last, self._quiet = now, 0
 
 
-STORE_FULL = "STORE_FULL"
-
-
 def full() -> errors.ResourceExhausted:
     return errors.ResourceExhausted(
-        "the store has no room left: writes resume once space is freed", retry_after=5, reason=STORE_FULL
+        "the store has no room left: writes resume once space is freed", retry_after=5, reason=errors.STORE_FULL
     )
 
 

@@ -157,6 +157,8 @@ def _translate(exc: errors.CoreError) -> HttpError:
         return error(401, "UNAUTHORIZED", exc.message)
     if isinstance(exc, errors.PermissionDenied):
         return error(403, "FORBIDDEN", exc.message)
+    if exc.reason == errors.STORE_FULL:
+        return error(507, "INSUFFICIENT_STORAGE", exc.message, (("retry-after", "5"),))
     if isinstance(exc, errors.ResourceExhausted):
         retry = (RETRY_AFTER_HEADER, str(exc.retry_after))
         return error(429, "TOO_MANY_REQUESTS", exc.message, (retry, (REMAINING_HEADER, "0")))

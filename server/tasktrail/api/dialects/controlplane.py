@@ -106,6 +106,12 @@ def _translate(exc: errors.CoreError) -> HttpError:
             {"name": "unauthorized", "message": exc.message},
             (("goa-error", "unauthorized"), ("www-authenticate", 'Bearer realm="tasktrail"')),
         )
+    if exc.reason == errors.STORE_FULL:
+        return HttpError(
+            507,
+            {"name": "insufficient_storage", "message": exc.message},
+            (("goa-error", "insufficient_storage"), ("retry-after", "5")),
+        )
     if isinstance(exc, errors.ResourceExhausted):
         return HttpError(
             429,

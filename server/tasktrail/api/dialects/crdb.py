@@ -97,6 +97,8 @@ def _translate(exc: errors.CoreError) -> HttpError:
     if isinstance(exc, errors.Unauthenticated):
         # 401 with a Basic challenge, as a Redis Enterprise cluster answers.
         return error(401, "unauthorized", exc.message, (("www-authenticate", f'Basic realm="{REALM}"'),))
+    if exc.reason == errors.STORE_FULL:
+        return error(507, "insufficient_storage", exc.message, (("retry-after", "5"),))
     if isinstance(exc, errors.ResourceExhausted):
         return error(429, "too_many_requests", exc.message, (("retry-after", str(exc.retry_after)),))
     if isinstance(exc, errors.Unavailable):
