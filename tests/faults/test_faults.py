@@ -8,6 +8,7 @@ same, longer, and prints the figures."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -85,6 +86,10 @@ def test_a_stopped_service_finishes_what_it_serves_and_resumes(tmp_path: Path) -
         time.sleep(0.3)
         stack.proc.terminate()  # SIGTERM
         assert stack.proc.wait(60) == 0
+        time.sleep(0.5)
+        for port in (*stack.server_ports, int(ports[1]), int(ports[3])):  # nothing restarted after the stop
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
         waiter.join(30)
         assert in_flight == [grpc.StatusCode.OK]  # the WaitTask in flight completed (it timed out normally)
         again = start_stack(

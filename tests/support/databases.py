@@ -91,3 +91,28 @@ def rows_of(url: str, task_id: str) -> tuple[int, int]:
             await store.close()
 
     return _run(count())
+
+
+async def hold_task_lock(url: str, task_id: str, seconds: float, held: asyncio.Event) -> None:
+    """Another writer holding `task_id` for `seconds` (SQLite: the whole write
+    lock; PostgreSQL: the task's row): a stall in the write queue, from outside."""
+    if url.startswith("postgresql"):
+        conn = await asyncpg.connect(_dsn(url))
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT 1 FROM tasks WHERE task_id = $1 FOR UPDATE", task_id)
+                held.set()
+                await asyncio.sleep(seconds)
+        finally:
+            await conn.close()
+        return
+    import sqlite3
+
+    raw = sqlite3.connect(make_url(url).database or "", isolation_level=None)
+    try:
+        raw.execute("BEGIN IMMEDIATE")
+        held.set()
+        await asyncio.sleep(seconds)
+        raw.execute("COMMIT")
+    finally:
+        raw.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 import pytest
@@ -14,33 +15,76 @@ from sqlalchemy import func, select
 
 from tasktrail.api import server
 from tasktrail.api.server import ServerSettings
-from tasktrail.client import AsyncTaskClient, AsyncTaskWriter, NotFound, TaskCanceled, WorkerPolicy, wait_request
+from tasktrail.client import (
+    AsyncTaskClient,
+    AsyncTaskWriter,
+    LogRefused,
+    NotFound,
+    RetryPolicy,
+    TaskCanceled,
+    WorkerPolicy,
+    wait_request,
+)
 from tasktrail.core.housekeeping import Housekeeping
 from tasktrail.core.model import Retention
 from tasktrail.core.tasks import Timing
+from tasktrail.core.validation import Limits
 from tasktrail.store import open_store
 from tasktrail.store.schema import tasks
-from tasktrail.v1 import task_pb2, task_service_pb2_grpc, writer_service_pb2
+from tasktrail.v1 import task_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
 
 pytestmark = pytest.mark.anyio
 FAST = WorkerPolicy(lease=1.0, heartbeat=0.2, flush_interval=0.02)
 
 
+QUICK = RetryPolicy(initial=0.01, maximum=0.05, deadline=5.0)
+
+
+def settings(database_url: str, limits: Limits | None = None) -> ServerSettings:
+    return ServerSettings(
+        database_url=database_url,
+        port=0,
+        auth=False,
+        limits=limits or Limits(),
+        timing=Timing(lease_min=50_000, max_wait=2_000_000, watch_keepalive=500_000),
+        retention=Retention(database=None, host=None, account=300_000, crdb=500_000_000),
+        housekeeping=Housekeeping(lease_check_interval=0.05, sweep_interval=0.05),
+        change_poll_interval=0.01,
+    )
+
+
 @pytest.fixture
 async def target(database_url: str) -> AsyncIterator[str]:
-    running = await server.start(
-        ServerSettings(
-            database_url=database_url,
-            port=0,
-            auth=False,
-            timing=Timing(lease_min=50_000, max_wait=2_000_000, watch_keepalive=500_000),
-            retention=Retention(database=None, host=None, account=300_000, crdb=500_000_000),
-            housekeeping=Housekeeping(lease_check_interval=0.05, sweep_interval=0.05),
-            change_poll_interval=0.01,
-        )
-    )
+    running = await server.start(settings(database_url))
     yield f"127.0.0.1:{running.port}"
     await running.stop(1)
+
+
+class LoseAnswers(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    """The network on a bad day: the first `times` calls of `method` reach the
+    server and are done, and their answers are lost (DEADLINE_EXCEEDED)."""
+
+    def __init__(self, method: str, times: int = 1, meanwhile: Callable[[], None] | None = None) -> None:
+        self.method, self.left, self.meanwhile, self.lost = method, times, meanwhile, 0
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        call = await continuation(details, request)
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        if method.endswith("/" + self.method) and self.left > 0:
+            self.left -= 1
+            await call  # done on the server
+            if self.meanwhile is not None:
+                self.meanwhile()
+            self.lost += 1
+            raise aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, aio.Metadata(), aio.Metadata(), "lost", None)
+        return call
+
+
+def through(writer: AsyncTaskWriter, target: str, interceptor: LoseAnswers) -> aio.Channel:
+    """Send `writer`'s calls through `interceptor`; the channel, to close."""
+    channel = aio.insecure_channel(target, interceptors=[interceptor])  # type: ignore[list-item]
+    writer.stub = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
+    return channel
 
 
 async def test_a_worker_completes_on_normal_exit(target: str) -> None:
@@ -157,3 +201,86 @@ async def test_wait_is_capped_by_the_server(target: str) -> None:
         reply = await stub.WaitTask(wait_request(task.task_id, 3600), timeout=10)
     assert not reply.done
     assert 1.9 < time.monotonic() - started < 4
+
+
+async def test_a_lost_append_answer_sends_the_same_batch_again(target: str) -> None:
+    """The batch in flight is sent again as it was (its append_id is its batch);
+    lines logged meanwhile go in the next one: each line once, in order."""
+    worker: list[Any] = []
+    lose = LoseAnswers("AppendLogEntries", times=2, meanwhile=lambda: worker[0].log("meanwhile"))
+    async with AsyncTaskWriter(target, "", policy=FAST, retry=QUICK) as writer, AsyncTaskClient(target, "") as reader:
+        task = await writer.create("database", "db1", "node_backup")
+        channel = through(writer, target, lose)
+        async with writer.task(task.task_id) as t:
+            worker.append(t)
+            for i in range(5):
+                t.log(f"line {i}")
+            await t.flush()
+            t.log("after")
+        await channel.close(None)
+        assert lose.lost == 2
+        assert (await reader.get(task.task_id)).status == task_pb2.TASK_STATUS_COMPLETED
+        logged = [e.message async for e in reader.log(task.task_id)]
+        assert logged == [*(f"line {i}" for i in range(5)), "meanwhile", "meanwhile", "after"]
+
+
+async def test_lost_answers_to_create_and_complete_answer_the_same(target: str) -> None:
+    """A retried create finds the task it made (one task, not two); a retried
+    completion finds the task completed (no error after a success)."""
+    for method in ("CreateTask", "UpdateTask"):
+        lose = LoseAnswers(method)
+        async with (
+            AsyncTaskWriter(target, "", policy=FAST, retry=QUICK) as writer,
+            AsyncTaskClient(target, "") as reader,
+        ):
+            channel = through(writer, target, lose)
+            task = await writer.create("database", f"lost-{method.lower()}", "node_backup")
+            async with writer.task(task.task_id) as t:
+                t.log("working")
+            await channel.close(None)
+            assert lose.lost == 1
+            listed = [x.task_id async for x in reader.list("database", f"lost-{method.lower()}")]
+            assert listed == [task.task_id]
+            assert (await reader.get(task.task_id)).status == task_pb2.TASK_STATUS_COMPLETED
+
+
+async def test_a_line_the_server_never_takes_is_refused_where_it_is_logged(target: str) -> None:
+    async with AsyncTaskWriter(target, "", policy=FAST) as writer, AsyncTaskClient(target, "") as reader:
+        task = await writer.create("database", "db1", "node_backup")
+        async with writer.task(task.task_id) as t:
+            t.log("before")
+            with pytest.raises(ValueError, match="NUL"):
+                t.log("a NUL \x00 inside")
+            with pytest.raises(ValueError, match="at most 65536 characters"):
+                t.log("x" * (64 * 1024 + 1))
+            with pytest.raises(ValueError, match="fields are at most"):
+                t.log("fields too big", blob="y" * (64 * 1024))
+            t.log("after")
+        assert (await reader.get(task.task_id)).status == task_pb2.TASK_STATUS_COMPLETED
+        assert [e.message async for e in reader.log(task.task_id)] == ["before", "after"]
+
+
+async def test_lines_refused_for_good_fail_the_task_never_complete_it(database_url: str) -> None:
+    """A server that will never take a batch (here: batches of at most 10): the
+    block raises LogRefused, later lines are refused at once, and the task ends
+    FAILED saying why, never COMPLETED without its lines."""
+    running = await server.start(settings(database_url, Limits(max_append_batch=10)))
+    target = f"127.0.0.1:{running.port}"
+    try:
+        policy = WorkerPolicy(lease=1.0, heartbeat=0.2, flush_interval=10.0, batch_size=50)
+        async with AsyncTaskWriter(target, "", policy=policy) as writer, AsyncTaskClient(target, "") as reader:
+            task = await writer.create("database", "db1", "node_backup")
+            t = writer.task(task.task_id)
+            await t.__aenter__()
+            for i in range(20):
+                t.log(f"line {i}")
+            with pytest.raises(LogRefused) as refused:
+                await t.__aexit__(None, None, None)
+            assert refused.value.lines == 20
+            with pytest.raises(LogRefused):
+                t.log("later")
+            ended = await reader.get(task.task_id)
+            assert (ended.status, ended.error.code) == (task_pb2.TASK_STATUS_FAILED, "log_refused")
+            assert "20 log lines" in ended.error.message
+    finally:
+        await running.stop(1)

@@ -21,9 +21,10 @@ from tasktrail.core.model import (
     TaskQuery,
     now_us,
 )
-from tasktrail.core.tasks import EVERYTHING, TaskCore
+from tasktrail.core.tasks import EVERYTHING, TaskCore, Timing
 from tasktrail.core.validation import Limits
 from tasktrail.store import open_store
+from tests.support import databases
 
 pytestmark = pytest.mark.anyio
 CP = Access(scopes=frozenset(CONTROL_PLANE_SCOPES))
@@ -209,3 +210,38 @@ async def test_a_log_page_is_cut_by_size_and_says_so(database_url: str) -> None:
         assert [e.entry_id for e in tail.entries] == ids[3:]  # the newest, as many as fit
     finally:
         await store.close()
+
+
+async def test_a_heartbeat_counts_from_when_it_arrived(database_url: str) -> None:
+    """A heartbeat sent in time but written after the lease ran out (another
+    writer held the lock meanwhile) keeps the lease: no spurious LEASE_LOST."""
+    store = open_store(database_url)
+    core = TaskCore(store, timing=Timing(lease_min=50_000))
+    try:
+        task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+        claim = await core.claim(task.task_id, "w", 300_000, None, EVERYTHING)
+        assert claim.task.lease_expires_at is not None
+        held = asyncio.Event()
+        stall = asyncio.create_task(databases.hold_task_lock(database_url, task.task_id, 0.6, held))
+        await held.wait()
+        sent = now_us()
+        renewed = await core.heartbeat(task.task_id, claim.lease_id, 2_000_000, EVERYTHING)
+        assert now_us() > claim.task.lease_expires_at  # it was written after the old lease ended
+        # The new lease runs from the heartbeat's arrival, not from its write.
+        assert renewed.lease_expires_at is not None
+        assert renewed.lease_expires_at - sent < 2_000_000 + 50_000
+        await core.append_log(task.task_id, [NewLogEntry("still mine")], claim.lease_id)
+        await stall
+    finally:
+        await store.close()
+
+
+async def test_an_append_retried_lands_once_and_its_id_is_its_batch(core: TaskCore) -> None:
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    batch = [NewLogEntry("one"), NewLogEntry("two")]
+    first = await core.append_log(task.task_id, batch, append_id="a-1")
+    assert await core.append_log(task.task_id, batch, append_id="a-1") == first  # the same answer
+    with pytest.raises(errors.AlreadyExists) as reused:
+        await core.append_log(task.task_id, [*batch, NewLogEntry("three")], append_id="a-1")
+    assert reused.value.reason == errors.APPEND_REUSED
+    assert [e.message for e in (await core.read_log(task.task_id)).entries] == ["one", "two"]

@@ -1,10 +1,13 @@
-"""What every backend shares: the bounded cache of compiled statements."""
+"""What every backend shares: the bounded cache of compiled statements, and durability."""
 
 from __future__ import annotations
 
-from sqlalchemy import column, select, table
+import pytest
+from sqlalchemy import column, select, table, text
 
-from tasktrail.store.base import Compiled
+from tasktrail.store import open_store
+from tasktrail.store.base import Compiled, StoreOptions
+from tasktrail.store.postgres import PostgresStore
 
 
 def test_compiled_statements_are_bounded_and_reused() -> None:
@@ -24,3 +27,22 @@ def test_compiled_statements_are_bounded_and_reused() -> None:
     assert len(made) == 10  # the most recent one was kept: no compile again
     compiled(statements[0])
     assert len(made) == 11  # the oldest went
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("durability", "sqlite", "postgres"), [("full", 2, "on"), ("normal", 1, "off")])
+async def test_durability_is_what_the_store_commits_with(
+    database_url: str, durability: str, sqlite: int, postgres: str
+) -> None:
+    """`--durability full` waits for the disk at each commit (SQLite synchronous=FULL,
+    PostgreSQL synchronous_commit=on); `normal` does not (NORMAL, off)."""
+    store = open_store(database_url, StoreOptions(durability=durability))
+    try:
+        if isinstance(store, PostgresStore):
+            setting = "SHOW synchronous_commit"
+            want: object = postgres
+        else:
+            setting, want = "PRAGMA synchronous", sqlite
+        assert await store.write(lambda tx: tx.conn.execute(text(setting)).scalar()) == want
+    finally:
+        await store.close()
