@@ -167,6 +167,19 @@ def start_stack(
     )
 
 
+def same_ports(stack: Stack) -> tuple[str, ...]:
+    """The `up` arguments that serve again on `stack`'s ports (after it stopped)."""
+
+    def port(url: str) -> str:
+        return url.rsplit(":", 1)[1].split("/")[0]
+
+    return (
+        "--rest-port", port(stack.rest), "--grpc-port", port(stack.grpc_target), "--admin-port", port(stack.admin),
+        "--cloud-port", port(stack.cloud), "--crdb-port", port(stack.crdb),
+        "--server-port", str(stack.server_ports[0]), "--replicas", str(len(stack.server_ports)),
+    )  # fmt: skip
+
+
 def stop_stack(stack: Stack) -> None:
     stack.channel.close()
     if stack.proc.poll() is None:

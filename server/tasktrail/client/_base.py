@@ -144,4 +144,10 @@ async def call_async(fn: Callable[[], Awaitable[T]], policy: RetryPolicy) -> T:
 CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.keepalive_permit_without_calls", 1),
+    # A restarted server or Envoy serves again within a second or two: gRPC's own
+    # reconnect backoff (1 s, growing to 120 s) would keep the channel away for
+    # far longer than the outage. The SDK's RetryPolicy bounds the whole wait.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
 )
