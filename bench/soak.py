@@ -37,10 +37,15 @@ DOCUMENTED = (
 )
 
 
-def rss_and_fds(pid: int) -> tuple[float, int]:
-    """Resident memory (MB) and open descriptors of `pid`."""
-    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE") / 1e6, len(os.listdir(f"/proc/{pid}/fd"))
+def memory(pid: int) -> tuple[float, float, int]:
+    """Resident memory, its private part (MB: what a leak grows; the rest is
+    mapped files, such as SQLite's memory-mapped reads), and open descriptors."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+
+    def mb(key: str) -> float:
+        return int(status[key].split()[0]) / 1000
+
+    return mb("VmRSS"), mb("RssAnon"), len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def run(store: str, replicas: int | None, seconds: float) -> int:
@@ -64,7 +69,7 @@ def run(store: str, replicas: int | None, seconds: float) -> int:
             stdout=sys.stdout,
             stderr=subprocess.STDOUT,
         )
-        samples: list[tuple[float, float, int, float, int]] = []
+        samples: list[tuple[float, float, float, int, float, int]] = []
         kills: list[str] = []
         try:
             started = time.monotonic()
@@ -75,9 +80,9 @@ def run(store: str, replicas: int | None, seconds: float) -> int:
                 kids = children(stack.proc.pid)
                 first = next(p for p, c in kids.items() if " -m tasktrail serve " in c and f"--port {first_port} " in c)
                 envoy = next((p for p, c in kids.items() if c.split()[0].endswith("/envoy")), None)
-                server_rss, server_fds = rss_and_fds(first)
-                envoy_rss, envoy_fds = rss_and_fds(envoy) if envoy else (0.0, 0)
-                samples.append((at, server_rss, server_fds, envoy_rss, envoy_fds))
+                rss, anon, fds = memory(first)
+                envoy_rss, _, envoy_fds = memory(envoy) if envoy else (0.0, 0.0, 0)
+                samples.append((at, rss, anon, fds, envoy_rss, envoy_fds))
                 if at >= next_kill and at < seconds:
                     others = [p for p, c in kids.items() if " -m tasktrail serve " in c and p != first]
                     victims = [envoy, *others] if envoy else others
@@ -96,19 +101,23 @@ def run(store: str, replicas: int | None, seconds: float) -> int:
     return report(samples, kills, summary)
 
 
-def report(samples: list[tuple[float, float, int, float, int]], kills: list[str], summary: dict[str, Any]) -> int:
-    print("   at   server RSS MB  fds   envoy RSS MB  fds")
-    for at, rss, fds, erss, efds in samples:
-        print(f"{at:5.0f}s  {rss:12.1f}  {fds:4d}   {erss:12.1f}  {efds:4d}")
+def report(
+    samples: list[tuple[float, float, float, int, float, int]], kills: list[str], summary: dict[str, Any]
+) -> int:
+    print("   at   server RSS MB  private MB  fds   envoy RSS MB  fds")
+    for at, rss, anon, fds, erss, efds in samples:
+        print(f"{at:5.0f}s  {rss:12.1f}  {anon:10.1f}  {fds:4d}   {erss:12.1f}  {efds:4d}")
     print("kills:", ", ".join(kills) or "none")
     later = [s for s in samples if s[0] >= 120]
-    growth = fd_growth = 0.0
+    growth = 0.0
     if len(later) >= 2:
-        growth = (later[-1][1] - later[0][1]) / later[0][1] * 100
-        fd_growth = later[-1][2] - later[0][2]
+        first, last = later[0], later[-1]
+        growth = (last[1] - first[1]) / first[1] * 100
         print(
-            f"server RSS from minute 2 to the end: {later[0][1]:.1f} -> {later[-1][1]:.1f} MB ({growth:+.1f} %); "
-            f"descriptors {later[0][2]} -> {later[-1][2]} ({fd_growth:+.0f})"
+            f"server from minute 2 to the end: RSS {first[1]:.1f} -> {last[1]:.1f} MB ({growth:+.1f} %), "
+            f"private {first[2]:.1f} -> {last[2]:.1f} MB ({(last[2] - first[2]) / first[2] * 100:+.1f} %); "
+            f"descriptors {first[3]} -> {last[3]} ({last[3] - first[3]:+d}); "
+            f"envoy RSS {first[4]:.1f} -> {last[4]:.1f} MB, descriptors {first[5]} -> {last[5]}"
         )
     codes = summary.get("codes", {})
     for code, n in sorted(codes.items()):

@@ -69,7 +69,9 @@ class Soak:
                             await asyncio.sleep(0.05)
                             t.raise_if_canceled()
                 self.codes["worker ended"] += 1
-            except Exception as error:
+            except TasktrailError as error:
+                self.codes[f"worker {error.code().name} {error.reason}"] += 1
+            except Exception as error:  # every way a worker can fail is a figure
                 self.codes[f"worker {type(error).__name__}"] += 1
             self.logged[task.task_id] = logged
             self.running.remove(task.task_id)

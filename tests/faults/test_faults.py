@@ -9,6 +9,7 @@ and prints their figures."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -42,8 +43,17 @@ def test_killing_a_process_loses_and_repeats_nothing(tmp_path: Path, kind: str, 
         assert (report.worker, report.status, report.stored) == ("done", "TASK_STATUS_COMPLETED", count)
         assert outcome.notes["kills"] >= 2  # type: ignore[operator]
         assert set(outcome.errors) <= DOCUMENTED, outcome.lines()
+        assert_unavailable_in_shape(outcome)
     finally:
         stop_stack(stack)
+
+
+def assert_unavailable_in_shape(outcome: faults.Outcome) -> None:
+    """A REST 503 is the control-plane dialect's error, with Retry-After."""
+    for body, retry_after in outcome.unavailable:
+        assert json.loads(body)["name"] == "service_unavailable", body
+        assert retry_after is not None
+        assert retry_after.isdigit()
 
 
 def test_dropped_connections_lose_and_repeat_nothing(tmp_path: Path) -> None:
@@ -86,6 +96,7 @@ def test_a_postgresql_restart_is_an_outage_and_the_service_heals(tmp_path: Path)
     # The outage is a 503 (gRPC: UNAVAILABLE), never a 500 or an INTERNAL.
     assert set(outcome.errors) <= DOCUMENTED, outcome.lines()
     assert outcome.errors, "the outage was never seen"
+    assert_unavailable_in_shape(outcome)
     # Healed within seconds of the database coming back, without a restart.
     assert outcome.recovery is not None
     assert outcome.recovery < 5.0, outcome.lines()

@@ -337,6 +337,8 @@ class Probe:
     def __init__(self, rest: str, target: str, token: str, task_id: str, every: float = 0.05) -> None:
         self.rest, self.target, self.token, self.task_id, self.every = rest, target, token, task_id, every
         self.answers: list[tuple[float, str]] = []
+        # Each REST 503's body and Retry-After header: the dialect's own shape, or not.
+        self.unavailable: list[tuple[str, str | None]] = []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._rest), threading.Thread(target=self._grpc)]
 
@@ -354,7 +356,10 @@ class Probe:
         with httpx.Client(timeout=5) as http:
             while not self._stop.wait(self.every):
                 try:
-                    code = str(http.get(f"{self.rest}/v1/databases/faults/tasks?limit=1").status_code)
+                    reply = http.get(f"{self.rest}/v1/databases/faults/tasks?limit=1")
+                    code = str(reply.status_code)
+                    if reply.status_code == 503:
+                        self.unavailable.append((reply.text, reply.headers.get("retry-after")))
                 except httpx.HTTPError as error:
                     code = type(error).__name__
                 self.answers.append((time.monotonic(), f"REST {code}"))
@@ -407,6 +412,8 @@ class Outcome:
     outage: float
     recovery: float | None = None
     notes: dict[str, object] = field(default_factory=dict)
+    # The REST 503s readers got: (body, Retry-After).
+    unavailable: list[tuple[str, str | None]] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         errors = ", ".join(f"{code} {n}" for code, n in sorted(self.errors.items())) or "none"

@@ -123,6 +123,10 @@ SERVER: tuple[Option, ...] = (
     Option("--max-log-entries", "MAX_LOG_ENTRIES", int, _limits.max_log_entries, "most log entries in one answer"),
     Option("--lease-min", "LEASE_MIN", float, _timing.lease_min / SECOND, "shortest lease a worker gets (s)"),
     Option("--lease-max", "LEASE_MAX", float, _timing.lease_max / SECOND, "longest lease a worker gets (s)"),
+    Option(
+        "--lease-grace", "LEASE_GRACE", float, _timing.lease_grace / SECOND,
+        "how long past its lease a silent worker's task is ended (s)",
+    ),
     Option("--max-wait", "MAX_WAIT", float, _timing.max_wait / SECOND, "longest WaitTask (s)"),
     Option(
         "--lease-check-interval", "LEASE_CHECK_INTERVAL", float, _chores.lease_check_interval,
@@ -305,6 +309,7 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
         timing=Timing(
             lease_min=int(args.lease_min * SECOND),
             lease_max=int(args.lease_max * SECOND),
+            lease_grace=int(args.lease_grace * SECOND),
             max_wait=int(args.max_wait * SECOND),
         ),
         retention=retention,

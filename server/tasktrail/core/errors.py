@@ -84,4 +84,6 @@ SERVER_STOPPING = "SERVER_STOPPING"
 TOO_MANY_FAILURES = "TOO_MANY_FAILURES"
 # The store has no room left (a full disk): RESOURCE_EXHAUSTED, 507 on REST.
 STORE_FULL = "STORE_FULL"
+# The store cannot be reached (the database down, its file gone): UNAVAILABLE, 503.
+STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
 REVOKED = "CREDENTIAL_REVOKED"

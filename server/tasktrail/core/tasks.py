@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from tasktrail.core import errors, lifecycle
+from tasktrail.core.cache import EndedTasks
 from tasktrail.core.changes import ChangeFeed
 from tasktrail.core.ids import IdGenerator, ids_after, is_canonical_uuid, parse_uuid, uuid_time_us
 from tasktrail.core.model import (
@@ -64,6 +65,10 @@ class Timing:
     lease_default: int = 30 * SECOND
     lease_min: int = 100_000
     lease_max: int = 600 * SECOND
+    # The reaper ends a task only once its lease is this far past: a heartbeat that
+    # arrived in time but waits behind a stalled write (here, or in another
+    # process) is written before its worker is declared lost.
+    lease_grace: int = SECOND
     # The longest WaitTask, and how often a worker's watch stream says it is alive.
     max_wait: int = 60 * SECOND
     watch_keepalive: int = 15 * SECOND
@@ -80,58 +85,6 @@ class CancelResult:
 class Claim:
     task: Task
     lease_id: str
-
-
-class FinishedTasks:
-    """Terminal tasks, served from memory: a terminal task never changes again
-    (every write to one is refused), in this process or any other, so a copy
-    never goes stale. Only its expiry ends it, and that is checked on each hit.
-    Bounded by count and by size; oldest first out when full."""
-
-    __slots__ = ("_bytes", "_items", "_max_bytes", "_size")
-
-    def __init__(self, size: int, max_bytes: int = 64 * 1024 * 1024) -> None:
-        self._size = size
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._items: dict[str, tuple[Task, int]] = {}
-
-    def get(self, task_id: str, now: int) -> Task | None:
-        hit = self._items.get(task_id)
-        if hit is None:
-            return None
-        task = hit[0]
-        if task.expire_at is not None and task.expire_at <= now:
-            self._drop(task_id)
-            return None
-        return task
-
-    def put(self, task: Task) -> None:
-        size = task_size(task)
-        if self._size <= 0 or size > self._max_bytes:
-            return
-        self._drop(task.task_id)
-        while self._items and (len(self._items) >= self._size or self._bytes + size > self._max_bytes):
-            self._drop(next(iter(self._items)))
-        self._items[task.task_id] = (task, size)
-        self._bytes += size
-
-    def _drop(self, task_id: str) -> None:
-        gone = self._items.pop(task_id, None)
-        if gone is not None:
-            self._bytes -= gone[1]
-
-
-def task_size(task: Task) -> int:
-    """About how much memory a task holds (its fixed part, and what callers fill)."""
-    size = 1024 + len(task.entity_id) + len(task.type)
-    if task.error is not None:
-        size += len(task.error.message) + sum(len(d.message) + 64 for d in task.error.details)
-    if task.progress is not None:
-        size += len(task.progress.step) + sum(len(t.step) + 64 for t in task.progress.targets)
-    if task.result is not None:
-        size += len(task.result.additional_info) + len(repr(task.result.resource or ""))
-    return size
 
 
 # The advisory lock the retention sweep holds on PostgreSQL ("tt-sweep").
@@ -155,7 +108,8 @@ class TaskCore:
         self.retention = retention or Retention()
         self.feed = feed or ChangeFeed(store)
         self._ids = IdGenerator()
-        self._finished = FinishedTasks(self.limits.finished_cache_size, self.limits.finished_cache_bytes)
+        # Ended tasks, served from memory (they never change again).
+        self._finished: EndedTasks[None] = EndedTasks(self.limits.finished_cache_size, self.limits.finished_cache_bytes)
 
     async def _write(self, task_id: str, fn: Callable[[Transaction], T]) -> T:
         """A write transaction on one task; waiters on it hear of it once it committed."""
@@ -338,12 +292,20 @@ class TaskCore:
     async def get_task(self, task_id: str, access: Access = EVERYTHING, *, fresh: bool = False) -> Task:
         _named(task_id)
         now = now_us()
-        task = None if fresh else self._finished.get(task_id, now)
-        if task is None:
-            task = await self.store.read(lambda r: r.get_task(task_id, now))
-            if task is not None and task.status.terminal:
-                self._finished.put(task)
+        hit = None if fresh else self._finished.get(task_id, now)
+        if hit is not None:
+            return _visible(hit[0], task_id, access)
+        task = await self.store.read(lambda r: r.get_task(task_id, now))
+        if task is not None and task.status.terminal:
+            task = self._remember(task, now)
         return _visible(task, task_id, access)
+
+    def _remember(self, task: Task, now: int) -> Task:
+        """Keep an ended task in memory, without what only a write to it would use
+        (its last append's ids): the copy kept is the one every read hands out."""
+        kept = dataclasses.replace(task, last_append_ids=(), last_append_digest=None)
+        self._finished.put(kept, None, now)
+        return kept
 
     async def keep_result(self, task_id: str, access: Access, keep_us: int) -> Task:
         """Keep a task readable at least `keep_us` from now: an ended task's expiry
@@ -362,9 +324,7 @@ class TaskCore:
             return task if kept is None else tx.save_task(task, kept)
 
         task = await self._write(task_id, extend)
-        if task.status.terminal:
-            self._finished.put(task)
-        return task
+        return self._remember(task, now_us()) if task.status.terminal else task
 
     def _kept(self, task: Task, now: int, keep_us: int) -> Task | None:
         """The task kept readable `keep_us` from `now`, or None if it already is."""
@@ -520,8 +480,8 @@ class TaskCore:
         """End the tasks whose worker stopped heartbeating; returns how many it
         looked at. One task that fails is logged and passed over: it never stops
         the others."""
-        now = now_us()
-        lapsed = await self.store.read(lambda r: r.lapsed_leases(now, batch))
+        before = now_us() - self.timing.lease_grace
+        lapsed = await self.store.read(lambda r: r.lapsed_leases(before, batch))
         for task_id in lapsed:
             try:
                 await self._write(task_id, functools.partial(self._lose_worker, task_id=task_id))
@@ -596,7 +556,7 @@ class TaskCore:
         except errors.NotFound:
             return False
         now = now_us()
-        if task.held(now) or task.lease_id is None or task.status.terminal:
+        if task.held(now - self.timing.lease_grace) or task.lease_id is None or task.status.terminal:
             return False  # renewed meanwhile, or already ended
         expired = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime((task.lease_expires_at or now) // SECOND))
         worker = task.worker_name or "the worker"

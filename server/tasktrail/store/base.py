@@ -149,4 +149,4 @@ def full() -> errors.ResourceExhausted:
 
 
 def unreachable() -> errors.Unavailable:
-    return errors.Unavailable("the store cannot be reached now: retry in a moment", reason="STORE_UNAVAILABLE")
+    return errors.Unavailable("the store cannot be reached now: retry in a moment", reason=errors.STORE_UNAVAILABLE)

@@ -33,7 +33,7 @@ CP = Access(scopes=frozenset(CONTROL_PLANE_SCOPES))
 @pytest.fixture
 async def core(database_url: str) -> AsyncIterator[TaskCore]:
     store = open_store(database_url)
-    yield TaskCore(store, Limits(max_log_entries=3))
+    yield TaskCore(store, Limits(max_log_entries=3), Timing(lease_grace=0))
     await store.close()
 
 
@@ -245,3 +245,19 @@ async def test_an_append_retried_lands_once_and_its_id_is_its_batch(core: TaskCo
         await core.append_log(task.task_id, [*batch, NewLogEntry("three")], append_id="a-1")
     assert reused.value.reason == errors.APPEND_REUSED
     assert [e.message for e in (await core.read_log(task.task_id)).entries] == ["one", "two"]
+
+
+async def test_the_reaper_waits_out_the_grace_past_a_lease(database_url: str) -> None:
+    store = open_store(database_url)
+    core = TaskCore(store, timing=Timing(lease_min=50_000, lease_grace=400_000))
+    try:
+        task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+        await core.claim(task.task_id, "w", 100_000, None, EVERYTHING)
+        await asyncio.sleep(0.2)  # lapsed, but within the grace: a heartbeat may be on its way
+        assert await core.expire_leases() == 0
+        assert (await core.get_task(task.task_id)).status is Status.RUNNING
+        await asyncio.sleep(0.4)
+        assert await core.expire_leases() == 1
+        assert (await core.get_task(task.task_id)).status is Status.FAILED
+    finally:
+        await store.close()

@@ -8,8 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from tasktrail.core.model import Task
-from tasktrail.core.tasks import task_size
+from tasktrail.core.cache import EndedTasks
+from tasktrail.core.model import Task, now_us
 
 M = TypeVar("M")
 
@@ -27,31 +27,21 @@ def _rfc3339_seconds(seconds: int) -> str:
 class Rendered(Generic[M]):
     """A dialect's rendering of tasks, kept for ended ones: an ended task never
     changes, and while it stays in the core's memory the core hands out the same
-    Task object for it, so the same message serves every read. Bounded by count
-    and by size; oldest first out."""
+    Task object for it, so the same message serves every read."""
 
-    __slots__ = ("_bytes", "_items", "_max_bytes", "_render", "_size")
+    __slots__ = ("_kept", "_render")
 
     def __init__(self, render: Callable[[Task], M], size: int = 10_000, max_bytes: int = 32 * 1024 * 1024) -> None:
         self._render = render
-        self._size = size
-        self._max_bytes = max_bytes
-        self._bytes = 0
-        self._items: dict[str, tuple[Task, M, int]] = {}
+        self._kept: EndedTasks[M] = EndedTasks(size, max_bytes)
 
     def __call__(self, task: Task) -> M:
         if not task.status.terminal:
             return self._render(task)
-        hit = self._items.get(task.task_id)
+        now = now_us()
+        hit = self._kept.get(task.task_id, now)
         if hit is not None and hit[0] is task:
             return hit[1]
         message = self._render(task)
-        size = task_size(task)
-        if hit is not None:
-            self._bytes -= self._items.pop(task.task_id)[2]
-        while self._items and (len(self._items) >= self._size or self._bytes + size > self._max_bytes):
-            self._bytes -= self._items.pop(next(iter(self._items)))[2]
-        if size <= self._max_bytes:
-            self._items[task.task_id] = (task, message, size)
-            self._bytes += size
+        self._kept.put(task, message, now)
         return message
