@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 TOOLS := .build/tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
@@ -15,22 +16,29 @@ PYTEST_ARGS ?=
 # The PostgreSQL the second test run uses (every test makes its own database there).
 PG_TEST_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: help venv run test test-sqlite test-postgres postgres unit e2e lint gen gen-check typecheck fmt bench clean
+.PHONY: help venv lock breaking run test test-sqlite test-postgres postgres unit e2e lint gen gen-check typecheck fmt bench clean
 
 help:
 	@echo "make run        serve tasktrail (REST :3000, gRPC :50051) on ./data (SQLite)"
 	@echo "make test       lint, check gen/ is fresh, run every test on SQLite, then on PostgreSQL with 3 replicas"
 	@echo "make lint       buf lint, ruff, import contracts, mypy --strict"
 	@echo "make gen        regenerate gen/ from proto/"
+	@echo "make lock       pin every Python dependency again (requirements.lock)"
 	@echo "make bench      run the benchmarks in bench/"
 
-# The virtualenv, with the project (editable) and its dev dependencies.
-$(STAMP): pyproject.toml
+# The virtualenv: every dependency exactly as requirements.lock pins it (with
+# its hashes), then the project itself (editable, nothing more fetched).
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+	set -o pipefail; $(PIP) --require-hashes -r requirements.lock 2>&1 | { grep -v '^WARNING: Location' || true; }
+	set -o pipefail; $(PIP) --no-deps --no-build-isolation -e . 2>&1 | { grep -v '^WARNING: Location' || true; }
 	$(PY) -c 'import tasktrail.cli.main, envoy' # fails loudly if the install did not work
 	@touch $(STAMP)
+
+# Pin every dependency again (newest within pyproject.toml's ranges), with hashes, for every platform.
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 \
+	  --upgrade -o requirements.lock
 
 venv: $(STAMP)
 
@@ -75,10 +83,19 @@ $(BUF):
 
 lint: $(STAMP) $(BUF) .build/third_party/google/api/annotations.proto
 	$(BUF) lint
+	$(MAKE) --no-print-directory breaking
 	$(PY) -m ruff check server tests bench
 	$(PY) -m ruff format --check server tests bench
 	$(VENV)/bin/lint-imports
 	$(MAKE) --no-print-directory typecheck
+
+# The protos against main's (its committed descriptor set), by the WIRE_JSON
+# rules: the JSON that Envoy transcodes is an API as much as the wire format.
+breaking: $(BUF) .build/third_party/google/api/annotations.proto
+	$(BUF) build -o .build/current.binpb
+	git show main:gen/tasktrail.binpb > .build/main.binpb 2>/dev/null || cp gen/tasktrail.binpb .build/main.binpb
+	$(BUF) breaking .build/current.binpb --against .build/main.binpb --exclude-imports \
+	  --config '{"version":"v2","breaking":{"use":["WIRE_JSON"]}}'
 
 # mypy reads the sources where they are: server/ (the package) and gen/ (its
 # generated subpackages, found there as namespace parts of tasktrail).

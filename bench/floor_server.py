@@ -13,7 +13,7 @@ from typing import Any
 
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_health.v1.health import aio as health_aio
 
 from tasktrail.api.server import GRPC_OPTIONS
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb

@@ -68,7 +68,7 @@ def attack(kind: str, edge: Edge, token: str, seconds: float, rate: float, sent:
         with grpc.insecure_channel(edge.grpc) as channel:
             metadata: tuple[tuple[str, str], ...]
             if kind == "malformed":
-                call = channel.unary_unary("/tasktrail.v1.TaskWriterService/AppendLogEntries", None, None)
+                call: Any = channel.unary_unary("/tasktrail.v1.TaskWriterService/AppendLogEntries", None, None)
                 payload, metadata = deep_append(300, 1 << 20), ()
             elif kind == "wide":
                 call = channel.unary_unary("/tasktrail.v1.TaskService/ListTasks", None, None)

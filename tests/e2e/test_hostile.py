@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import httpx
@@ -57,10 +58,12 @@ def raw(channel: grpc.Channel, service: str, method: str, streaming: bool, data:
     path = f"/{service}/{method}"
     try:
         if streaming:
-            for _ in channel.unary_stream(path, None, None)(data, timeout=10):
+            stream_call: Any = channel.unary_stream(path, None, None)
+            for _ in stream_call(data, timeout=10):
                 pass
         else:
-            channel.unary_unary(path, None, None)(data, timeout=10)
+            unary: Any = channel.unary_unary(path, None, None)
+            unary(data, timeout=10)
     except grpc.RpcError as error:
         return error.code()
     return grpc.StatusCode.OK
@@ -282,7 +285,7 @@ def test_health_answers_fast_while_every_attack_runs(guarded: Stack) -> None:
 
     def malformed() -> None:
         with grpc.insecure_channel(guarded.grpc_target) as channel:
-            append = channel.unary_unary("/tasktrail.v1.TaskWriterService/AppendLogEntries", None, None)
+            append: Any = channel.unary_unary("/tasktrail.v1.TaskWriterService/AppendLogEntries", None, None)
             while not stop.is_set():
                 with contextlib.suppress(grpc.RpcError):
                     append(deep, timeout=5)

@@ -590,7 +590,7 @@ def delivery_latencies(stack: Stack, count: int = 5) -> list[float]:
                 if frame.WhichOneof("frame") == "entries":
                     took.append(time.monotonic() - sent)
                     break
-        call.cancel()  # type: ignore[no-untyped-call]
+        call.cancel()
     return took
 
 

@@ -60,7 +60,7 @@ def add_service(add: Callable[[S, Any], None], servicer: S, server: grpc.aio.Ser
         raise RuntimeError(f"{add.__name__} registered no method handlers")
     handlers = {name: _lenient_handler(handler) for name, handler in seen.handlers.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(seen.service, handlers),))
-    server.add_registered_method_handlers(seen.service, handlers)  # type: ignore[attr-defined]
+    server.add_registered_method_handlers(seen.service, handlers)
 
 
 class _Registrations:

@@ -42,8 +42,7 @@ def enable(service_names: Iterable[str], server: aio.Server) -> None:
         pool.FindServiceByName(V1)
     except KeyError:
         pool.Add(_v1_file())
-    # Exported (its __all__), but typed as if it were not.
-    servicer = reflection.aio.ReflectionServicer((*service_names, V1ALPHA, V1))  # type: ignore[attr-defined]
+    servicer = reflection.aio.ReflectionServicer((*service_names, V1ALPHA, V1))
     reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
     v1 = grpc.stream_stream_rpc_method_handler(
         servicer.ServerReflectionInfo,

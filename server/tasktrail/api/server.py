@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-# grpc-stubs predates the asyncio health servicer.
-from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
+from grpc_health.v1.health import aio as health_aio
 
 from tasktrail.api import lenient, reflection
 from tasktrail.api.dialects.cloud import CloudSettings, CloudTaskService

@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -89,7 +90,7 @@ def wait_healthy(target: str, child: Child | None, timeout: float = 30.0) -> Non
     """Until the server at `target` answers SERVING (`child`: the process we started there)."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # its stubs type no methods
         while time.monotonic() < deadline:
             if child is not None and not child.alive():
                 raise RuntimeError(f"{child.name} exited early; see {child.log_path}")
@@ -379,7 +380,8 @@ def grpc_probe(target: str) -> Callable[[], bool]:
     def probe() -> bool:
         with grpc.insecure_channel(target) as channel:
             try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.3)
+                stub: Any = health_pb2_grpc.HealthStub(channel)  # its stubs type no methods
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.3)
             except grpc.RpcError:
                 return False
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

@@ -4,6 +4,7 @@ on a real in-process server as on the bytes alone."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import grpc
 import pytest
@@ -77,7 +78,7 @@ def test_a_small_request_nested_within_bounds_is_still_read_leniently() -> None:
 
 
 async def test_a_server_answers_a_bad_string_as_any_unknown_id(channel: aio.Channel) -> None:
-    get = channel.unary_unary(
+    get: Any = channel.unary_unary(
         "/tasktrail.v1.TaskService/GetTask",
         request_serializer=None,  # raw bytes, as a client that does not check UTF-8 sends them
         response_deserializer=task_pb2.Task.FromString,
@@ -90,7 +91,7 @@ async def test_a_server_answers_a_bad_string_as_any_unknown_id(channel: aio.Chan
 
 
 async def test_a_server_refuses_a_malformed_request_as_invalid_argument(channel: aio.Channel) -> None:
-    append = channel.unary_unary(
+    append: Any = channel.unary_unary(
         "/tasktrail.v1.TaskWriterService/AppendLogEntries",
         request_serializer=None,
         response_deserializer=task_pb2.Task.FromString,
@@ -98,7 +99,7 @@ async def test_a_server_refuses_a_malformed_request_as_invalid_argument(channel:
     with pytest.raises(aio.AioRpcError) as refused:
         await append(deep_append(300, 1 << 20))
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    follow = channel.unary_stream(
+    follow: Any = channel.unary_stream(
         "/tasktrail.v1.TaskService/FollowTaskLog", request_serializer=None, response_deserializer=None
     )
     with pytest.raises(aio.AioRpcError) as streamed:

@@ -53,7 +53,7 @@ async def api(database_url: str) -> AsyncIterator[Api]:
 
 
 def error_reason(err: aio.AioRpcError) -> str:
-    pairs: tuple[tuple[str, str | bytes], ...] = tuple(err.trailing_metadata() or ())  # type: ignore[arg-type]
+    pairs: tuple[tuple[str, str | bytes], ...] = tuple(err.trailing_metadata() or ())
     for key, value in pairs:
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             status = status_pb2.Status.FromString(value)

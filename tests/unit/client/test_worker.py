@@ -60,7 +60,7 @@ async def target(database_url: str) -> AsyncIterator[str]:
     await running.stop(1)
 
 
-class LoseAnswers(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+class LoseAnswers(aio.UnaryUnaryClientInterceptor):
     """The network on a bad day: the first `times` calls of `method` reach the
     server and are done, and their answers are lost (DEADLINE_EXCEEDED)."""
 
@@ -82,7 +82,7 @@ class LoseAnswers(aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
 
 def through(writer: AsyncTaskWriter, target: str, interceptor: LoseAnswers) -> aio.Channel:
     """Send `writer`'s calls through `interceptor`; the channel, to close."""
-    channel = aio.insecure_channel(target, interceptors=[interceptor])  # type: ignore[list-item]
+    channel = aio.insecure_channel(target, interceptors=[interceptor])
     writer.stub = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
     return channel
 

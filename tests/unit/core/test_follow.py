@@ -30,7 +30,7 @@ from tasktrail.store import migrate
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
 from tests.support import databases
 
-EOF = aio.EOF  # type: ignore[attr-defined]  # the stubs miss it
+EOF = aio.EOF
 
 
 async def all_entries(reader: task_service_pb2_grpc.TaskServiceAsyncStub, task_id: str) -> list[str]:

@@ -85,7 +85,7 @@ async def running(
 
 
 def http(err: aio.AioRpcError) -> tuple[int, dict[str, object], dict[str, str]]:
-    metadata: tuple[tuple[str, str | bytes], ...] = tuple(err.trailing_metadata() or ())  # type: ignore[arg-type]
+    metadata: tuple[tuple[str, str | bytes], ...] = tuple(err.trailing_metadata() or ())
     pairs = {k: v for k, v in metadata if isinstance(v, str)}
     return int(pairs["x-http-status"]), json.loads(pairs["x-http-body"]), pairs
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.anyio
 
 
 def hints(err: aio.AioRpcError) -> dict[str, str]:
-    pairs: tuple[tuple[str, str | bytes], ...] = tuple(err.trailing_metadata() or ())  # type: ignore[arg-type]
+    pairs: tuple[tuple[str, str | bytes], ...] = tuple(err.trailing_metadata() or ())
     return {k: v for k, v in pairs if isinstance(v, str)}
 
 
