@@ -10,6 +10,8 @@ PIP := $(PY) -m pip install -q --disable-pip-version-check
 TOOLS := .build/tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 BUF_VERSION := 1.75.0
+REDOCLY := $(TOOLS)/node_modules/.bin/redocly
+REDOCLY_VERSION := 2.77.0
 PROTOS := $(shell find proto -name '*.proto' | sort)
 RUN_ARGS ?=
 PYTEST_ARGS ?=
@@ -68,11 +70,12 @@ unit: $(STAMP)
 e2e: $(STAMP)
 	$(PY) -m pytest -m e2e $(PYTEST_ARGS)
 
-# buf comes from the npm registry (its package carries the binary).
-$(BUF):
+# buf and Redocly's linter come from the npm registry, at pinned versions.
+$(BUF) $(REDOCLY):
 	@mkdir -p $(TOOLS)
-	cd $(TOOLS) && npm install --silent --no-audit --no-fund --no-save @bufbuild/buf@$(BUF_VERSION) >/dev/null
-	@test -x $(BUF)
+	cd $(TOOLS) && npm install --silent --no-audit --no-fund --no-save \
+	  @bufbuild/buf@$(BUF_VERSION) @redocly/cli@$(REDOCLY_VERSION) >/dev/null
+	@test -x $(BUF) && test -x $(REDOCLY)
 
 # googleapis protos for buf, copied from the googleapis-common-protos wheel.
 .build/third_party/google/api/annotations.proto: $(STAMP)
@@ -81,9 +84,10 @@ $(BUF):
 	cp $$SP/google/api/{annotations,http,httpbody}.proto .build/third_party/google/api/; \
 	cp $$SP/google/rpc/{status,error_details}.proto .build/third_party/google/rpc/
 
-lint: $(STAMP) $(BUF) .build/third_party/google/api/annotations.proto
+lint: $(STAMP) $(BUF) $(REDOCLY) .build/third_party/google/api/annotations.proto
 	$(BUF) lint
 	$(MAKE) --no-print-directory breaking
+	$(REDOCLY) lint --format=stylish gen/openapi/*.json
 	$(PY) -m ruff check server tests bench
 	$(PY) -m ruff format --check server tests bench
 	$(VENV)/bin/lint-imports
@@ -117,7 +121,8 @@ gen: $(STAMP)
 	  --python_out=gen --grpc_python_out=gen --mypy_out=gen --mypy_grpc_out=gen $(PROTOS); \
 	$(PY) -m grpc_tools.protoc -I proto -I $$SP -I $$GT --include_imports --include_source_info \
 	  --descriptor_set_out=gen/tasktrail.binpb $(PROTOS) google/rpc/status.proto google/rpc/error_details.proto; \
-	find gen/tasktrail -mindepth 1 -type d -exec touch {}/__init__.py \;
+	find gen/tasktrail -mindepth 1 -type d -exec touch {}/__init__.py \;; \
+	$(PY) -m tasktrail.edge.openapi gen/tasktrail.binpb gen
 	@echo "gen/ regenerated from $(words $(PROTOS)) proto files"
 
 # CI: gen/ must be exactly what proto/ generates.

@@ -7,11 +7,17 @@ server process keeps the ones it has read in memory) and running tasks (read
 from the store every time, as a client polling for progress does).
 
     .venv/bin/python -m bench.get_task [--tasks 100000] [--seconds 10] [--connections 32] [--rounds 3]
+        [--compare-metrics]
+
+--compare-metrics adds a second server process with `--no-metrics` beside the
+first, in the same rounds: the cost of the Prometheus counts, as the ratio of
+the two.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import statistics
@@ -50,6 +56,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3, help="alternating floor / tasktrail runs")
+    parser.add_argument("--compare-metrics", action="store_true", help="also a server with --no-metrics")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="tasktrail-bench-") as tmp:
@@ -63,17 +70,28 @@ def main() -> None:
 
         floor_port = free_port()
         floor_argv = [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(floor_port)]
-        runs: dict[str, list[Load]] = {"floor": [], "finished": [], "running": []}
-        with process(floor_argv, work / "floor.log"), server(url, work) as tt:
+        runs: dict[str, list[Load]] = {}
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(process(floor_argv, work / "floor.log"))
+            tt = stack.enter_context(server(url, work))
             wait_grpc_healthy(f"127.0.0.1:{floor_port}")
-            with envoy(work, [floor_port], "floor") as floor_edge, envoy(work, [tt.port], "tt") as tt_edge:
-                targets = {"floor": (floor_edge.rest, finished), "finished": (tt_edge.rest, finished)}
-                targets["running"] = (tt_edge.rest, running)
-                for url_, script in targets.values():  # warm up (the finished tasks enter memory here)
-                    wrk(url_, connections=args.connections, seconds=3, script=script)
-                for _ in range(args.rounds):  # alternate, so that drift hits every variant alike
-                    for name, (url_, script) in targets.items():
-                        runs[name].append(wrk(url_, connections=args.connections, seconds=args.seconds, script=script))
+            floor_edge = stack.enter_context(envoy(work, [floor_port], "floor"))
+            tt_edge = stack.enter_context(envoy(work, [tt.port], "tt"))
+            targets = {"floor": (floor_edge.rest, finished), "finished": (tt_edge.rest, finished)}
+            targets["running"] = (tt_edge.rest, running)
+            if args.compare_metrics:
+                bare = stack.enter_context(server(url, work, "bare", "--no-metrics"))
+                bare_edge = stack.enter_context(envoy(work, [bare.port], "bare"))
+                targets["finished, no metrics"] = (bare_edge.rest, finished)
+                targets["running, no metrics"] = (bare_edge.rest, running)
+            runs = {name: [] for name in targets}
+            for url_, script in targets.values():  # warm up (the finished tasks enter memory here)
+                wrk(url_, connections=args.connections, seconds=3, script=script)
+            order = list(targets.items())
+            for _ in range(args.rounds):  # alternate, so that drift hits every variant alike
+                for name, (url_, script) in order:
+                    runs[name].append(wrk(url_, connections=args.connections, seconds=args.seconds, script=script))
+                order.reverse()  # and no variant always runs right after another
 
     floor = summary(runs["floor"])
     print(
@@ -81,15 +99,22 @@ def main() -> None:
         f"{args.rounds} rounds x {args.seconds} s"
     )
     print(f"  {'':26} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
-    for name, label in (
-        ("floor", "floor (constant task)"),
-        ("finished", "finished tasks"),
-        ("running", "running tasks"),
-    ):
+    labels = {"floor": "floor (constant task)", "finished": "finished tasks", "running": "running tasks"}
+    for name in runs:
         rps, p50, p99, errors = summary(runs[name])
         ratios = [t.requests_per_s / f.requests_per_s for f, t in zip(runs["floor"], runs[name], strict=True)]
+        label = labels.get(name, name)
         print(f"  {label:26} {rps:8.0f} {statistics.median(ratios):6.2f} {p50:7.2f} {p99:7.2f} {errors:6d}")
     print(f"  (floor median {floor[0]:.0f} req/s; ratio = tasktrail / floor, per round, median)")
+    for kind in ("finished", "running"):
+        if f"{kind}, no metrics" in runs:
+            with_, without = runs[kind], runs[f"{kind}, no metrics"]
+            cost = statistics.median(
+                1 - a.requests_per_s / b.requests_per_s for a, b in zip(with_, without, strict=True)
+            )
+            print(
+                f"  metrics cost, {kind} tasks: {cost * 100:+.1f} % of the throughput without them (per round, median)"
+            )
 
 
 if __name__ == "__main__":

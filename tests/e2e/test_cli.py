@@ -114,3 +114,36 @@ def test_demo_drives_a_control_plane(demo_stack: Stack) -> None:
     some = next(t for t in tasks if t["type"] == "node_backup")
     log = tasktrail(demo_stack, "logs", "get", some["task_id"]).stdout
     assert "P00   INFO: backup command begin" in log
+
+
+def test_output_json_and_table(stack: Stack) -> None:
+    """`-o json` is `--json`; `-o table` the default; logs print one JSON object a line."""
+    task = "d3cd2fab-4b1f-4eb9-b614-181c10b07acd"
+    assert json.loads(tasktrail(stack, "tasks", "get", task, "-o", "json").stdout) == as_json(
+        stack, "tasks", "get", task
+    )
+    assert (
+        tasktrail(stack, "tasks", "get", task, "--output", "table").stdout
+        == tasktrail(stack, "tasks", "get", task).stdout
+    )
+    lines = tasktrail(stack, "logs", "get", task, "--output", "json").stdout.splitlines()
+    assert json.loads(lines[0])["message"] == "refreshing current state"
+    assert len(lines) == 8
+    wrong = tasktrail(stack, "tasks", "list", "-o", "yaml", check=False)
+    assert wrong.returncode == 2
+    assert "invalid choice: 'yaml'" in wrong.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_script_knows_every_command(stack: Stack, shell: str, tmp_path: Path) -> None:
+    script = tasktrail(stack, "completion", shell).stdout
+    for word in ("tasks", "logs", "tokens", "--output", "--scope", "--log-format"):
+        assert word in script
+    if shell == "bash":  # the script loads in a real bash and completes a subcommand
+        (tmp_path / "c.sh").write_text(script)
+        probe = (
+            f"source {tmp_path / 'c.sh'}; COMP_WORDS=(tasktrail tasks l); COMP_CWORD=2; COMP_LINE='tasktrail tasks l'; "
+            "COMP_POINT=${#COMP_LINE}; _shtab_tasktrail; echo ${COMPREPLY[@]}"
+        )
+        done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30, check=True)
+        assert done.stdout.split() == ["list"]

@@ -336,16 +336,22 @@ def test_cancel_refusals(stack: Stack, http: httpx.Client) -> None:
 
 
 def test_unknown_paths_and_methods(http: httpx.Client) -> None:
-    for method, path in (
-        ("GET", "/v1/nope"),
-        ("GET", "/"),
-        ("DELETE", f"/v1/databases/example/tasks/{sample.DOC_TASK_ID}"),
-        ("PUT", "/v1/databases/example/tasks"),
-    ):
+    for method, path in (("GET", "/v1/nope"), ("POST", "/v1/nope"), ("GET", "/v1/databases/example")):
         reply = http.request(method, path)
         assert reply.status_code == 404, (method, path, reply.text)
         assert reply.headers["goa-error"] == "not_found"
         assert reply.json()["name"] == "not_found"
+    # A path the API has, with a method it does not take: 405, naming the ones it does.
+    for method, path, allowed in (
+        ("DELETE", f"/v1/databases/example/tasks/{sample.DOC_TASK_ID}", "GET"),
+        ("PUT", "/v1/databases/example/tasks", "GET"),
+        ("POST", "/", "GET"),
+        ("DELETE", f"/v1/databases/example/tasks/{sample.DOC_TASK_ID}/cancel", "GET, POST"),
+    ):
+        reply = http.request(method, path)
+        assert (reply.status_code, reply.headers["allow"]) == (405, allowed), (method, path, reply.text)
+        assert reply.headers["goa-error"] == "method_not_allowed"
+        assert reply.json()["name"] == "method_not_allowed"
     # An empty id is an invalid id.
     designed(http.get("/v1/databases//tasks"), 400, "invalid_input", f"database_id: {INVALID_ID}")
     # A trailing slash names the same endpoint.

@@ -45,6 +45,7 @@ def docs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 def run(stack: Stack, script: str) -> str:
     script = script.replace("http://localhost:3000", stack.rest)
+    script = re.sub(r"(?<=[\s'\"])data/", f"{stack.data_dir}/", script)  # the docs run from a checkout
     return subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60, check=True
     ).stdout

@@ -62,7 +62,7 @@ def test_dropped_connections_lose_and_repeat_nothing(tmp_path: Path) -> None:
         outcome = faults.dropped_connections(stack, tmp_path / "work", count=2000, followers=4, share=0.3)
         assert outcome.report.clean, outcome.lines()
         assert (outcome.report.worker, outcome.report.stored) == ("done", 2000)
-        assert outcome.notes["follower resumes"] > 0  # type: ignore[operator]  # connections did drop
+        assert outcome.notes["connections reset"] > 0  # type: ignore[operator]  # connections did drop
     finally:
         stop_stack(stack)
 

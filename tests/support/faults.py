@@ -240,8 +240,8 @@ def _age(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def chaos_proxy(target: int, *, every: float = 0.5, share: float = 0.2, seconds: float = 120.0) -> Iterator[int]:
-    """A proxy in front of `target` that resets a share of its connections now and then; its port."""
+def chaos_proxy(target: int, *, every: float = 0.5, share: float = 0.2, seconds: float = 120.0) -> Iterator[Chaos]:
+    """A proxy in front of `target` that resets a share of its connections now and then."""
     port = free_port()
     proxy = subprocess.Popen(
         [
@@ -262,12 +262,21 @@ def chaos_proxy(target: int, *, every: float = 0.5, share: float = 0.2, seconds:
     )
     assert proxy.stdout is not None
     assert proxy.stdout.readline().strip() == "listening"
+    chaos = Chaos(port)
     try:
-        yield port
+        yield chaos
     finally:
         proxy.send_signal(signal.SIGTERM)
         proxy.wait(10)
+        chaos.resets = proxy.stdout.read().split().count("reset")
         proxy.stdout.close()
+
+
+@dataclass
+class Chaos:
+    port: int
+    # Connections it reset, once it has stopped.
+    resets: int = 0
 
 
 @dataclass
@@ -465,11 +474,12 @@ def dropped_connections(stack: Stack, work_dir: Path, *, count: int, followers: 
     """The worker and followers reach gRPC through a proxy that resets `share`
     of its connections every 0.3 s."""
     grpc_port = int(stack.grpc_target.rsplit(":", 1)[1])
-    with chaos_proxy(grpc_port, every=0.3, share=share, seconds=300) as port:
-        through = f"127.0.0.1:{port}"
+    with chaos_proxy(grpc_port, every=0.3, share=share, seconds=300) as chaos:
+        through = f"127.0.0.1:{chaos.port}"
         work = start_workload(through, stack.token, work_dir, count=count, followers=followers)
         with Probe(stack.rest, through, stack.token, work.task_id) as probe:
             outcome = _outcome("dropped connections", work, probe)
+    outcome.notes["connections reset"] = chaos.resets
     outcome.notes["follower resumes"] = sum(resumes(out) for out in work.outs)
     return outcome
 

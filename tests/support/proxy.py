@@ -59,6 +59,7 @@ async def run(listen: int, target: int, every: float, share: float, seconds: flo
         for pair in [p for p in live if random.random() < share]:
             live.discard(pair)
             resets += 1
+            print("reset", flush=True)
             for side in pair:
                 reset(side)
     server.close()

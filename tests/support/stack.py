@@ -50,6 +50,8 @@ class Stack:
     owns_database: bool = True
     # The server processes' own ports (Envoy balances over them).
     server_ports: tuple[int, ...] = ()
+    # http://127.0.0.1:<port>/metrics: every server process's Prometheus metrics.
+    metrics: str = ""
 
     @property
     def ca(self) -> Path:
@@ -120,7 +122,7 @@ def start_stack(
     """`tasktrail up` on free ports and a fresh store; replicas as the test run's setting says."""
     replicas = databases.REPLICAS if replicas is None else replicas
     url = database_url or databases.fresh_url(data_dir)
-    (rest, grpc_port, admin, cloud_port, crdb_port), server_port = distinct_ports(5, replicas + 1)
+    (rest, grpc_port, admin, cloud_port, crdb_port, metrics_port), server_port = distinct_ports(6, replicas + 1)
     argv = [
         sys.executable, "-m", "tasktrail", "up",
         "--data-dir", str(data_dir),
@@ -130,6 +132,7 @@ def start_stack(
         "--admin-port", str(admin),
         "--cloud-port", str(cloud_port),
         "--crdb-port", str(crdb_port),
+        "--metrics-port", str(metrics_port),
         "--server-port", str(server_port),
         "--replicas", str(replicas),
         "--shutdown-grace", "2",
@@ -164,6 +167,7 @@ def start_stack(
         database_url=url,
         owns_database=database_url is None if owns is None else owns,
         server_ports=tuple(server_port + i for i in range(replicas)),
+        metrics=f"http://127.0.0.1:{metrics_port}/metrics",
     )
 
 
@@ -177,6 +181,7 @@ def same_ports(stack: Stack) -> tuple[str, ...]:
         "--rest-port", port(stack.rest), "--grpc-port", port(stack.grpc_target), "--admin-port", port(stack.admin),
         "--cloud-port", port(stack.cloud), "--crdb-port", port(stack.crdb),
         "--server-port", str(stack.server_ports[0]), "--replicas", str(len(stack.server_ports)),
+        "--metrics-port", port(stack.metrics),
     )  # fmt: skip
 
 

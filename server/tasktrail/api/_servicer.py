@@ -28,6 +28,7 @@ import asyncio
 import functools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -40,10 +41,13 @@ from grpc import aio
 from tasktrail.api.lenient import Malformed
 from tasktrail.auth.gate import Admission, Credential, Gate
 from tasktrail.auth.principal import Requirement, current
-from tasktrail.core import errors
+from tasktrail.core import errors, metrics
 from tasktrail.core.model import Access, Scope
 
 log = logging.getLogger("tasktrail.api")
+requests_log = logging.getLogger("tasktrail.requests")
+# Which calls are logged (--log-requests): "writes" (and every failure), "all", "none".
+LOG_REQUESTS = "writes"
 
 Context = aio.ServicerContext[Any, Any]
 Headers = tuple[tuple[str, str], ...]
@@ -159,10 +163,11 @@ Check = Callable[[Context], Awaitable[Headers]]
 
 @dataclass(frozen=True)
 class Surface:
-    """One API surface: its gate, what its calls need, how it answers failures,
-    and any check made after the caller is known (it returns headers every
-    answer then carries, such as a rate limit's)."""
+    """One API surface: its name (in metrics and logs), its gate, what its calls
+    need, how it answers failures, and any check made after the caller is known
+    (it returns headers every answer then carries, such as a rate limit's)."""
 
+    name: str
     gate: Gate
     errors: ErrorTable
     need: Requirement = Requirement.READER
@@ -178,6 +183,8 @@ class Surface:
     async def fail(self, context: Context, failure: Exception, name: str, headers: Headers = ()) -> NoReturn:
         if not isinstance(failure, errors.CoreError | HttpError):
             log.error("%s failed", name, exc_info=failure)
+        elif isinstance(failure, errors.ResourceExhausted) and failure.reason == errors.RATE_LIMITED:
+            metrics.rate_limited(self.name)
         await self.errors.abort(context, failure, headers)
 
     async def answer(self, context: Context, call: Awaitable[Resp], name: str, headers: Headers = ()) -> Resp:
@@ -197,20 +204,64 @@ class Served(Protocol):
 def endpoint(fn: Callable[[S, Req, Context], Awaitable[Resp]]) -> Callable[[S, Req, Context], Awaitable[Resp]]:
     """A unary method of a servicer, admitted and answered by its surface."""
 
-    name = fn.__qualname__
+    name, method = fn.__qualname__, fn.__name__
 
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         surface = self.surface
-        if isinstance(request, Malformed):
-            await surface.fail(context, errors.InvalidArgument(request.message), name)
-        headers, _ = await surface.admit(context, name)
-        reply = await surface.answer(context, fn(self, request, context), name, headers)
-        if headers:
-            await context.send_initial_metadata(headers)
+        started = time.perf_counter()
+        try:
+            if isinstance(request, Malformed):
+                await surface.fail(context, errors.InvalidArgument(request.message), name)
+            headers, _ = await surface.admit(context, name)
+            reply = await surface.answer(context, fn(self, request, context), name, headers)
+            if headers:
+                await context.send_initial_metadata(headers)
+        except aio.AbortError:
+            _done(context, surface, method, _answered(context), time.perf_counter() - started)
+            raise
+        _done(context, surface, method, "OK", time.perf_counter() - started)
         return reply
 
     return wrapper
+
+
+def _done(context: Context, surface: Surface, method: str, code: str, seconds: float | None) -> None:
+    """A call answered: counted, and logged as --log-requests says (a write or a
+    failure by default: a read that succeeded is Envoy's access log's business)."""
+    metrics.request(surface.name, method, code, seconds)
+    if LOG_REQUESTS == "none" or (
+        LOG_REQUESTS == "writes" and code == "OK" and surface.need is not Requirement.WRITER and "Cancel" not in method
+    ):
+        return
+    principal = current.get()
+    caller = None if principal is None else principal.account_id or principal.token_id
+    request_id = next((v for k, v in context.invocation_metadata() or () if k == "x-request-id"), None)
+    took = "" if seconds is None else f" in {seconds * 1000:.1f} ms"
+    requests_log.info(
+        "%s %s %s%s",
+        surface.name,
+        method,
+        code,
+        took,
+        extra={
+            "surface": surface.name,
+            "method": method,
+            "code": code,
+            "duration_ms": None if seconds is None else round(seconds * 1000, 3),
+            "caller": caller,
+            "request_id": request_id,
+        },
+    )
+
+
+def _answered(context: Context) -> str:
+    """The code a failed call was answered with: a dialect's HTTP status, or the gRPC code's name."""
+    for key, value in context.trailing_metadata() or ():
+        if key == HTTP_STATUS_HEADER:
+            return str(value)
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else str(code)
 
 
 def stream(
@@ -222,14 +273,19 @@ def stream(
     frames, which need no exception). While it runs, its caller's credential
     is checked again every few seconds: revoked, the stream ends UNAUTHENTICATED."""
 
-    name = fn.__qualname__
+    name, method = fn.__qualname__, fn.__name__
 
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Context) -> AsyncIterator[Resp]:
         surface = self.surface
-        if isinstance(request, Malformed):
-            await surface.fail(context, errors.InvalidArgument(request.message), name)
-        headers, admission = await surface.admit(context, name)
+        try:
+            if isinstance(request, Malformed):
+                await surface.fail(context, errors.InvalidArgument(request.message), name)
+            headers, admission = await surface.admit(context, name)
+        except aio.AbortError:
+            _done(context, surface, method, _answered(context), None)
+            raise
+        _done(context, surface, method, "OK", None)  # a stream opened: counted, not timed
         watch = _Revocation.watch(surface.gate, admission)
         try:
             async for item in fn(self, request, context):

@@ -114,7 +114,7 @@ def _entries_frame(batch: list[LogEntry]) -> task_service_pb2.FollowTaskLogRespo
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     def __init__(self, core: TaskCore, gate: Gate = OPEN, hub: follow.LogHub | None = None) -> None:
         self.core = core
-        self.surface = Surface(gate, ERRORS, Requirement.READER)
+        self.surface = Surface("native", gate, ERRORS, Requirement.READER)
         self.hub = hub or follow.LogHub(core)
         self.frames: follow.BatchCache[task_service_pb2.FollowTaskLogResponse] = follow.BatchCache()
 
@@ -194,7 +194,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
 class TaskWriterService(writer_service_pb2_grpc.TaskWriterServiceServicer):
     def __init__(self, core: TaskCore, gate: Gate = OPEN) -> None:
         self.core = core
-        self.surface = Surface(gate, ERRORS, Requirement.WRITER)
+        self.surface = Surface("native", gate, ERRORS, Requirement.WRITER)
 
     @endpoint
     async def CreateTask(

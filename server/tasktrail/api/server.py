@@ -7,12 +7,13 @@ import functools
 import logging
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from grpc import aio
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from tasktrail.api import lenient, reflection
+from tasktrail.api import _servicer, lenient, reflection
 from tasktrail.api.dialects.cloud import CloudSettings, CloudTaskService
 from tasktrail.api.dialects.controlplane import ControlPlaneTaskService
 from tasktrail.api.dialects.crdb import CrdbTaskService
@@ -22,7 +23,7 @@ from tasktrail.auth.gate import OPEN, Checks, Gate
 from tasktrail.auth.throttle import Throttle, ThrottleSettings
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
-from tasktrail.core import housekeeping
+from tasktrail.core import housekeeping, metrics
 from tasktrail.core.changes import CHANGE_POLL_INTERVAL, ChangeFeed
 from tasktrail.core.follow import FollowSettings, LogHub
 from tasktrail.core.housekeeping import Housekeeping
@@ -62,6 +63,10 @@ SHUTDOWN_GRACE = 10.0
 SERVER_PORT = 50061
 
 
+# Which calls a server logs (--log-requests).
+REQUEST_LOGS = ("writes", "all", "none")
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """What one `tasktrail serve` process needs."""
@@ -86,6 +91,12 @@ class ServerSettings:
     # How often an open stream checks its caller's credential again (seconds).
     recheck_interval: float = 2.0
     shutdown_grace: float = SHUTDOWN_GRACE
+    # Prometheus counts (core/metrics.py); this process's own /metrics port (0: none).
+    metrics: bool = True
+    metrics_port: int = 0
+    metrics_port_file: Path | None = None
+    # Which calls are logged: every write and failure ("writes"), "all", or "none".
+    log_requests: str = "writes"
 
 
 @dataclass
@@ -136,6 +147,10 @@ def gates(store: Store, settings: ServerSettings) -> dict[str, Gate]:
 
 
 async def start(settings: ServerSettings) -> Running:
+    metrics.ENABLED = settings.metrics
+    _servicer.LOG_REQUESTS = settings.log_requests
+    if settings.metrics_port or settings.metrics_port_file:
+        metrics.serve(settings.host, settings.metrics_port, settings.metrics_port_file)
     store = open_store(settings.database_url, settings.store)
     await store.check_schema()
     feed = ChangeFeed(store, settings.change_poll_interval)

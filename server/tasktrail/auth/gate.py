@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from grpc import aio
 
 from tasktrail.auth.principal import Allowance, Principal, Requirement, allowance, current
-from tasktrail.core import errors
+from tasktrail.core import errors, metrics
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +165,7 @@ class Gate:
                 await checks.throttle.check(address, user)
             principal = await self._check(checks, credential)
             if principal is None:
+                metrics.credential_failed(credential.kind)
                 if checks.throttle is not None:
                     await checks.throttle.failed(address, user)
                 raise errors.Unauthenticated(_PROBLEMS[credential.kind])

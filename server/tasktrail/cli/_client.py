@@ -8,6 +8,7 @@ import sys
 
 import grpc
 
+from tasktrail.cli._args import add_output
 from tasktrail.client import TaskClient, Timeouts, default_target, default_token
 
 # Exit codes of `tasks wait` and `logs follow`: the task's end decides.
@@ -17,7 +18,7 @@ EXIT_COMPLETED, EXIT_UNSUCCESSFUL, EXIT_TIMEOUT = 0, 1, 2
 def add_client_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None, help="host:port of tasktrail's gRPC port (TASKTRAIL_TARGET)")
     p.add_argument("--token", default=None, help="an access token (TASKTRAIL_TOKEN; or ./data/dev-token)")
-    p.add_argument("--json", action="store_true", help="JSON for scripts")
+    add_output(p)
 
 
 def connect(args: argparse.Namespace, wait: float = 30.0) -> TaskClient:

@@ -15,6 +15,7 @@ import json
 
 from tasktrail.auth import accounts
 from tasktrail.cli import options
+from tasktrail.cli._args import add_output
 from tasktrail.cli._output import table, utc_minute
 from tasktrail.cli._store import write_once
 
@@ -27,7 +28,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     options.add(p, options.DATABASE)
     p.add_argument("--name", required=True)
     p.add_argument("--id", dest="account_id", default=None, help="the account id (default: the next free number)")
-    p.add_argument("--json", action="store_true")
+    add_output(p)
     p.set_defaults(run=run_create_account)
 
     commands = sub.add_parser("keys", help="user keys of cloud accounts (x-api-secret-key)").add_subparsers(
@@ -37,12 +38,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     options.add(p, options.DATABASE)
     p.add_argument("--account", required=True)
     p.add_argument("--name", required=True)
-    p.add_argument("--json", action="store_true")
+    add_output(p)
     p.set_defaults(run=run_create_key)
     p = commands.add_parser("list", help="user keys, without secrets")
     options.add(p, options.DATABASE)
     p.add_argument("--account", default=None)
-    p.add_argument("--json", action="store_true")
+    add_output(p)
     p.set_defaults(run=run_list_keys)
     p = commands.add_parser("revoke", help="stop a user key at once")
     options.add(p, options.DATABASE)
@@ -54,7 +55,7 @@ def run_create_account(args: argparse.Namespace) -> int:
     account_id, key = write_once(
         options.database_url(args), lambda tx: accounts.create_account(tx, args.name, args.account_id)
     )
-    if args.json:
+    if args.output == "json":
         print(json.dumps({"account_id": account_id, "api_key": key, "name": args.name}))
     else:
         print(f"account {account_id} ({args.name})")
@@ -71,7 +72,7 @@ def run_create_key(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tasktrail: {exc}")
         return 1
-    if args.json:
+    if args.output == "json":
         print(json.dumps({"key_id": key_id, "account_id": args.account, "secret_key": secret, "name": args.name}))
     else:
         print(f"key {key_id} of account {args.account} ({args.name})")
@@ -82,7 +83,7 @@ def run_create_key(args: argparse.Namespace) -> int:
 
 def run_list_keys(args: argparse.Namespace) -> int:
     found = write_once(options.database_url(args), lambda tx: accounts.list_keys(tx, args.account))
-    if args.json:
+    if args.output == "json":
         print(json.dumps([dataclasses.asdict(k) for k in found]))
         return 0
     rows = [

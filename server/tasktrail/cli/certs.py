@@ -9,6 +9,7 @@ import json
 import sys
 
 from tasktrail.cli import options
+from tasktrail.cli._args import add_output
 from tasktrail.edge import tls
 
 
@@ -19,7 +20,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p = commands.add_parser("client", help="a client certificate and key, signed by the local CA")
     options.add(p, options.DATABASE[:1])
     p.add_argument("name", help="who the certificate is for (letters, digits, '.', '-', '_')")
-    p.add_argument("--json", action="store_true")
+    add_output(p)
     p.set_defaults(run=run_client)
 
 
@@ -29,7 +30,7 @@ def run_client(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"tasktrail: {exc}", file=sys.stderr)
         return 1
-    if args.json:
+    if args.output == "json":
         print(json.dumps({"cert": str(made.cert), "key": str(made.key)}))
     else:
         print(f"certificate {made.cert}")

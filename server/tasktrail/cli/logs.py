@@ -36,7 +36,7 @@ def run_logs(args: argparse.Namespace) -> int:
     try:
         with connect(args) as client:
             for entry in client.log(args.task_id, args.after):
-                print(json.dumps(as_json(entry)) if args.json else format_entry(entry))
+                print(json.dumps(as_json(entry)) if args.output == "json" else format_entry(entry))
     except grpc.RpcError as error:
         return failed(error)
     return 0
@@ -47,14 +47,14 @@ def run_follow(args: argparse.Namespace) -> int:
         with connect(args) as client:
             follow = client.follow(args.task_id, args.after)
             for entry in follow:
-                print(json.dumps(as_json(entry)) if args.json else format_entry(entry), flush=True)
+                print(json.dumps(as_json(entry)) if args.output == "json" else format_entry(entry), flush=True)
     except FollowError as error:
         print(f"tasktrail: {error}", file=sys.stderr)
         return 1
     except grpc.RpcError as error:
         return failed(error)
     status = status_name(follow.status or 0)
-    if args.json:
+    if args.output == "json":
         print(json.dumps({"end": {"task_status": status}}))
     else:
         print(f"task {args.task_id} {paint(status, status)}", file=sys.stderr)

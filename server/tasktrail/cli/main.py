@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from tasktrail.cli import log_format
+
 # Command → (the module that defines it, what it does, for the top-level help).
 COMMANDS: dict[str, tuple[str, str]] = {
     "migrate": ("service", "bring the database schema up to date (once, under a lock)"),
@@ -30,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tasks": ("tasks", "list, show, cancel and wait for tasks"),
     "logs": ("logs", "read task logs"),
     "demo": ("demo", "drive a realistic control plane against a tasktrail server until stopped"),
+    "completion": ("completion", "print a shell completion script (bash, zsh, tcsh)"),
 }
 # Commands whose answer is their output, not the service's chatter.
 QUIET = frozenset(COMMANDS) - {"serve", "up", "migrate"}
@@ -40,17 +43,18 @@ def _chosen(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
-def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = (), every: bool = False) -> argparse.ArgumentParser:
+    """The parser of the command on the line (the others only named), or of every command."""
     parser = argparse.ArgumentParser(prog="tasktrail", description="The task service of a database control plane.")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--version", action="version", version=f"tasktrail {importlib.metadata.version('tasktrail')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _chosen(argv)
-    module = COMMANDS[chosen][0] if chosen in COMMANDS else None
-    if module is not None:
+    modules = {m for m, _ in COMMANDS.values()} if every else {COMMANDS[chosen][0]} if chosen in COMMANDS else set()
+    for module in dict.fromkeys(m for m, _ in COMMANDS.values() if m in modules):
         importlib.import_module(f"tasktrail.cli.{module}").add_parsers(sub)
     for name, (where, text) in COMMANDS.items():
-        if where != module:
+        if where not in modules:
             sub.add_parser(name, help=text)  # named for the help; defined when chosen
     return parser
 
@@ -67,10 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str]) -> int:
     args = build_parser(argv).parse_args(argv)
-    logging.basicConfig(
+    log_format.configure(
         level=logging.DEBUG if args.verbose else logging.WARNING if args.command in QUIET else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        format=getattr(args, "log_format", "text"),
     )
     run: int = args.run(args)
     return run

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from tasktrail.api.dialects.cloud import CloudSettings
-from tasktrail.api.server import SERVER_PORT, SHUTDOWN_GRACE, ServerSettings
+from tasktrail.api.server import REQUEST_LOGS, SERVER_PORT, SHUTDOWN_GRACE, ServerSettings
 from tasktrail.auth.throttle import ThrottleSettings
+from tasktrail.cli.log_format import LOG_FORMATS
 from tasktrail.core.changes import CHANGE_POLL_INTERVAL
 from tasktrail.core.follow import FollowSettings
 from tasktrail.core.housekeeping import Housekeeping
@@ -164,13 +165,36 @@ SERVER: tuple[Option, ...] = (
         "--recheck-interval", "RECHECK_INTERVAL", float, _server.recheck_interval,
         "how often an open stream checks its caller's credential again (s): a revocation ends it within this",
     ),
+    Option(
+        "--metrics", "METRICS", boolean, _server.metrics,
+        "count requests, tasks, tails and store calls for Prometheus (docs/operating.md)",
+    ),
+    Option(
+        "--log-format", "LOG_FORMAT", str.lower, "auto",
+        "json: one JSON object a line; text: for people; auto: text on a terminal, json elsewhere",
+        choices=LOG_FORMATS,
+    ),
+    Option(
+        "--log-requests", "LOG_REQUESTS", str.lower, _server.log_requests,
+        "which calls a server logs: every write and every failure, all of them, or none (beside errors)",
+        choices=REQUEST_LOGS,
+    ),
 )  # fmt: skip
 
 # Where one server process listens (`serve`).
 LISTEN: tuple[Option, ...] = (
     Option("--host", "HOST", str, _up.host, "the address it listens on"),
     Option("--port", "SERVER_PORT", int, SERVER_PORT, "the port it listens on"),
-)
+    Option(
+        "--metrics-port", "METRICS_PORT", int, 0,
+        "serve this process's Prometheus metrics at /metrics on this port, on --host (0: none; "
+        "under `up`, its --metrics-port serves every process's)",
+    ),
+    Option(
+        "--metrics-port-file", "METRICS_PORT_FILE", str, "",
+        "serve them on a free port (or --metrics-port), and write the port to this file (`up` does so)",
+    ),
+)  # fmt: skip
 
 # What `up` runs, and where.
 UP: tuple[Option, ...] = (
@@ -198,13 +222,20 @@ UP: tuple[Option, ...] = (
     ),
     Option("--sample", "SAMPLE", boolean, _up.sample, "write sample tasks into a new, empty store (with --dev)"),
     Option("--admin-host", "ADMIN_HOST", str, _up.admin_host, "where Envoy's admin (no authentication) binds"),
+    Option(
+        "--metrics-port", "METRICS_PORT", int, _up.metrics_port,
+        "Prometheus metrics of every server process, summed, at /metrics (on --admin-host; 0: none)",
+    ),
     Option("--rest-tls", "REST_TLS", boolean, _up.rest_tls, "HTTPS on the control-plane port too"),
     Option("--grpc-tls", "GRPC_TLS", boolean, _up.grpc_tls, "TLS on the gRPC port too (the same certificate)"),
     Option(
         "--client-certs", "CLIENT_CERTS", boolean, _up.client_certs,
         "HTTPS on the control-plane port, with client certificates the local CA signed (`tasktrail certs client`)",
     ),
-    Option("--access-log", "ACCESS_LOG", boolean, _up.access_log, "Envoy access log on stdout"),
+    Option(
+        "--access-log", "ACCESS_LOG", boolean, _up.access_log,
+        "Envoy's access log, one JSON object a request, in DATA_DIR/logs/access.log",
+    ),
 )  # fmt: skip
 
 
@@ -325,6 +356,10 @@ def server_settings(args: argparse.Namespace) -> ServerSettings:
             window=args.auth_failure_window,
         ),
         recheck_interval=args.recheck_interval,
+        metrics=args.metrics,
+        metrics_port=getattr(args, "metrics_port", 0),
+        metrics_port_file=Path(args.metrics_port_file) if getattr(args, "metrics_port_file", "") else None,
+        log_requests=args.log_requests,
     )
 
 
@@ -353,6 +388,7 @@ def up_settings(args: argparse.Namespace) -> UpSettings:
         client_ca=args.client_ca,
         client_certs=args.client_certs,
         admin_host=args.admin_host,
+        metrics_port=args.metrics_port,
         allowed_hosts=tuple(args.allowed_host),
         dev=args.dev,
         sample=args.sample,

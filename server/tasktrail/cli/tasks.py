@@ -71,7 +71,7 @@ def run_list(args: argparse.Namespace) -> int:
             tasks = list(found if args.limit <= 0 else itertools.islice(found, args.limit))
     except grpc.RpcError as error:
         return failed(error)
-    if args.json:
+    if args.output == "json":
         print(json.dumps([as_json(t) for t in tasks]))
         return 0
     if not tasks:
@@ -88,7 +88,7 @@ def run_get(args: argparse.Namespace) -> int:
             task = client.get(args.task_id)
     except grpc.RpcError as error:
         return failed(error)
-    print(json.dumps(as_json(task)) if args.json else describe(task))
+    print(json.dumps(as_json(task)) if args.output == "json" else describe(task))
     return 0
 
 
@@ -99,14 +99,14 @@ def run_cancel(args: argparse.Namespace) -> int:
     except grpc.RpcError as error:
         return failed(error)
     status = status_name(task.status)
-    print(json.dumps(as_json(task)) if args.json else f"{task.task_id}: {paint(status, status)}")
+    print(json.dumps(as_json(task)) if args.output == "json" else f"{task.task_id}: {paint(status, status)}")
     return 0
 
 
 def run_wait(args: argparse.Namespace) -> int:
     started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
-    spin = not args.json and colour_enabled(sys.stderr)
+    spin = args.output != "json" and colour_enabled(sys.stderr)
     frames = itertools.cycle(SPINNER)
     step = 0.25 if spin else 30.0  # a spinner wants the status often
     try:
@@ -127,7 +127,7 @@ def run_wait(args: argparse.Namespace) -> int:
     finally:
         if spin:
             sys.stderr.write("\r\033[K")
-    print(json.dumps(as_json(task)) if args.json else describe(task))
+    print(json.dumps(as_json(task)) if args.output == "json" else describe(task))
     if task.status == task_pb2.TASK_STATUS_COMPLETED:
         return EXIT_COMPLETED
     return EXIT_UNSUCCESSFUL if task.status in TERMINAL else EXIT_TIMEOUT

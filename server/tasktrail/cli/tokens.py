@@ -13,6 +13,7 @@ import json
 from tasktrail.auth import tokens
 from tasktrail.auth.principal import Role
 from tasktrail.cli import options
+from tasktrail.cli._args import add_output
 from tasktrail.cli._output import table, utc_minute
 from tasktrail.cli._store import write_once
 
@@ -31,12 +32,12 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         required=True,
         help="a scope (database, host, account, crdb) or one entity of it (database:storefront); repeat for more",
     )
-    c.add_argument("--json", action="store_true")
+    add_output(c)
     c.set_defaults(run=run_create)
 
     ls = commands.add_parser("list", help="every token, without secrets")
     options.add(ls, options.DATABASE)
-    ls.add_argument("--json", action="store_true")
+    add_output(ls)
     ls.set_defaults(run=run_list)
 
     r = commands.add_parser("revoke", help="stop a token at once")
@@ -52,7 +53,7 @@ def run_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tasktrail: {exc}")
         return 2
-    if args.json:
+    if args.output == "json":
         print(json.dumps({"token": token, "name": args.name, "role": args.role, "grants": args.grant}))
     else:
         print(token)
@@ -62,7 +63,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     found = write_once(options.database_url(args), tokens.list_tokens)
-    if args.json:
+    if args.output == "json":
         print(json.dumps([{**dataclasses.asdict(t), "role": t.role.value, "grants": list(t.grants)} for t in found]))
         return 0
     rows = [

@@ -16,6 +16,7 @@ import sys
 
 from tasktrail.auth import users
 from tasktrail.cli import options
+from tasktrail.cli._args import add_output
 from tasktrail.cli._output import table, utc_minute
 from tasktrail.cli._store import write_once
 
@@ -28,11 +29,11 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     options.add(p, options.DATABASE)
     p.add_argument("--name", required=True, help="the user name, e.g. an email address")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    p.add_argument("--json", action="store_true")
+    add_output(p)
     p.set_defaults(run=run_create)
     p = commands.add_parser("list", help="user names")
     options.add(p, options.DATABASE)
-    p.add_argument("--json", action="store_true")
+    add_output(p)
     p.set_defaults(run=run_list)
     p = commands.add_parser("delete", help="remove a user: refused from the next request on")
     options.add(p, options.DATABASE)
@@ -48,7 +49,7 @@ def run_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"tasktrail: {exc}", file=sys.stderr)
         return 1
-    if args.json:
+    if args.output == "json":
         print(json.dumps({"username": args.name, **({"password": password} if generated else {})}))
     else:
         print(f"user {args.name}")
@@ -60,7 +61,7 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_list(args: argparse.Namespace) -> int:
     found = write_once(options.database_url(args), users.list_users)
-    if args.json:
+    if args.output == "json":
         print(json.dumps([{"username": u.username, "created_at": u.created_at} for u in found]))
         return 0
     rows = [[u.username, utc_minute(u.created_at)] for u in found]

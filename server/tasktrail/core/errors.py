@@ -52,11 +52,15 @@ class Unauthenticated(CoreError):
     reason = "UNAUTHENTICATED"
 
 
+# A request limit (or too many password checks at once): RESOURCE_EXHAUSTED, 429 on REST.
+RATE_LIMITED = "RATE_LIMITED"
+
+
 class ResourceExhausted(CoreError):
     """A limit was reached: retry after `retry_after` seconds."""
 
     code = "RESOURCE_EXHAUSTED"
-    reason = "RATE_LIMITED"
+    reason = RATE_LIMITED
 
     def __init__(self, message: str, *, retry_after: int = 1, reason: str | None = None) -> None:
         super().__init__(message, reason=reason)

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from tasktrail.core import errors
+from tasktrail.core import errors, metrics
 from tasktrail.core.model import Access, LogEntry, Status, Task, now_us
 from tasktrail.core.storage import Snapshot
 from tasktrail.core.tasks import EVERYTHING, TaskCore, within_text
@@ -304,12 +304,14 @@ class LogHub:
             feed.start()
         feed.followers += 1
         self.followers += 1
+        metrics.follower(1)
         try:
             async for frame in self._frames(feed, after):
                 yield frame
         finally:
             feed.followers -= 1
             self.followers -= 1
+            metrics.follower(-1)
             if feed.followers == 0 and self.feeds.get(task_id) is feed:
                 del self.feeds[task_id]
                 await feed.stop()
@@ -333,6 +335,7 @@ class LogHub:
             if batch:
                 cursor = batch[-1].entry_id
                 last_frame = loop.time()
+                metrics.frame_sent(batch[0].entry_id)
                 yield Entries(feed.task_id, batch)
                 continue
             if feed.gone is not None:

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tasktrail.core import errors, lifecycle
+from tasktrail.core import errors, lifecycle, metrics
 from tasktrail.core.cache import EndedTasks
 from tasktrail.core.changes import ChangeFeed
 from tasktrail.core.ids import IdGenerator, ids_after, is_canonical_uuid, parse_uuid, uuid_time_us
@@ -417,14 +417,18 @@ class TaskCore:
         """Request a cancel. Answers the task as CANCELING (or as it was, when it
         already is: `requested` is then False). A worker that holds the task is
         told (heartbeat reply, watch stream) and confirms; when no worker holds
-        it, the server finishes the cancel itself."""
+        it, the server finishes the cancel itself, in the same transaction (a
+        process that dies between the two never leaves a task canceling with no
+        one to finish it)."""
 
-        def request(tx: Transaction) -> tuple[CancelResult, bool]:
+        def request(tx: Transaction) -> CancelResult:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
             if task.status in (Status.CANCELING, Status.CANCELED):
                 # Asked already (or done: a retried cancel whose answer was lost): the task as it is.
-                return CancelResult(task, requested=False), False
+                if task.status is Status.CANCELING and not task.held(now):
+                    self._finish_cancel(tx, task_id, "task successfully canceled")
+                return CancelResult(task, requested=False)
             lifecycle.check_cancel(task, force=force)
             fields: dict[str, object] = {"status": "canceling"}
             if force:
@@ -433,12 +437,11 @@ class TaskCore:
                 task, status=Status.CANCELING, updated_at=now, status_changed_at=now, cancel_forced=force
             )
             saved = self._log_in_tx(tx, task, canceling, "task is canceling", fields, now)
-            return CancelResult(saved, requested=True), not task.held(now)
+            if not task.held(now):
+                self._finish_cancel(tx, task_id, "task successfully canceled")
+            return CancelResult(saved, requested=True)
 
-        answer, unheld = await self._write(task_id, request)
-        if unheld:
-            await self._write(task_id, lambda tx: self._finish_cancel(tx, task_id, "task successfully canceled"))
-        return answer
+        return await self._write(task_id, request)
 
     async def wait(self, task_id: str, timeout_us: int, access: Access = EVERYTHING) -> Task:
         """The task once it has ended, or as it is when the timeout (capped) passes."""
@@ -484,11 +487,13 @@ class TaskCore:
         lapsed = await self.store.read(lambda r: r.lapsed_leases(before, batch))
         for task_id in lapsed:
             try:
-                await self._write(task_id, functools.partial(self._lose_worker, task_id=task_id))
+                lost = await self._write(task_id, functools.partial(self._lose_worker, task_id=task_id))
             except errors.Unavailable:
                 raise  # the store is gone: no other task would do better
             except Exception:
                 log.exception("ending task %s, whose lease lapsed, failed; going on with the others", task_id)
+            else:
+                metrics.leases_expired(int(lost))
         return len(lapsed)
 
     async def sweep(self, batch: int = 500) -> int:
@@ -502,7 +507,9 @@ class TaskCore:
             # One sweeper at a time: another replica sweeping already does this work.
             return tx.delete_tasks(expired, now) if tx.try_exclusive(SWEEP_LOCK) else 0
 
-        return await self.store.write(delete)
+        deleted = await self.store.write(delete)
+        metrics.swept(deleted)
+        return deleted
 
     # -- helpers ---------------------------------------------------------------
 

@@ -20,6 +20,8 @@ from pathlib import Path
 
 ASSETS = importlib.resources.files("tasktrail.edge")
 TEMPLATE = ASSETS / "envoy"
+# The REST ports' OpenAPI documents (gen/openapi, made by edge/openapi.py), served at /v1/openapi.json.
+OPENAPI = ("controlplane", "cloud", "crdb")
 
 
 def envoy_binary() -> str:
@@ -45,7 +47,8 @@ class EdgeConfig:
     # The admin interface has no authentication: loopback unless the operator says otherwise.
     admin_host: str = "127.0.0.1"
     health_interval: float = 1.0
-    access_log: bool = False
+    # Envoy's access log, one JSON object a request, to this file (None: no access log).
+    access_log: Path | None = None
     # Envoy's default: 5 minutes.
     stream_idle_timeout: float = 300.0
     # TLS on the control-plane port and the gRPC port too (with the HTTPS ports' certificate),
@@ -61,18 +64,55 @@ class EdgeConfig:
     max_heap_bytes: int = 1024 * 1024 * 1024
 
 
+# A request in Envoy's access log: its x-request-id is the one the server's
+# request log carries (Envoy passes it on), so one request can be followed from
+# the edge to the store.
+ACCESS_LOG_FORMAT = {
+    "time": "%START_TIME%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "port": "%DOWNSTREAM_LOCAL_PORT%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "method": "%REQ(X-TASKTRAIL-METHOD?:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "code": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "duration_ms": "%DURATION%",
+    "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%",
+    "upstream": "%UPSTREAM_HOST%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
+def access_logger(path: Path) -> dict[str, object]:
+    return {
+        "name": "envoy.access_loggers.file",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": str(path),
+            "log_format": {"json_format": ACCESS_LOG_FORMAT},
+        },
+    }
+
+
 def write(config: EdgeConfig, directory: Path) -> Path:
     """Envoy's configuration and the files it loads, in `directory`; the configuration's path."""
     directory.mkdir(parents=True, exist_ok=True)
     descriptor, lua = directory / "tasktrail.binpb", directory / "errors.lua"
     descriptor.write_bytes((ASSETS / "tasktrail.binpb").read_bytes())
     lua.write_bytes((TEMPLATE / "errors.lua").read_bytes())
+    openapi = directory / "openapi"
+    openapi.mkdir(exist_ok=True)
+    for face in OPENAPI:
+        (openapi / f"{face}.json").write_bytes((ASSETS / "openapi" / f"{face}.json").read_bytes())
     path = directory / "envoy.yaml"
-    path.write_text(render(config, descriptor, lua))
+    path.write_text(render(config, descriptor, lua, openapi))
     return path
 
 
-def render(config: EdgeConfig, descriptor: Path, lua: Path) -> str:
+def render(config: EdgeConfig, descriptor: Path, lua: Path, openapi: Path) -> str:
 
     def cluster_type(backends: Sequence[tuple[str, int]]) -> str:
         # Addresses as they are; host names resolved, and followed as DNS changes.
@@ -83,12 +123,7 @@ def render(config: EdgeConfig, descriptor: Path, lua: Path) -> str:
             [{"endpoint": {"address": {"socket_address": {"address": h, "port_value": p}}}} for h, p in backends]
         )
 
-    access_log = (
-        'access_log: [{name: envoy.access_loggers.stdout, typed_config: {"@type": '
-        "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog}}]"
-        if config.access_log
-        else ""
-    )
+    access_log = "access_log: " + json.dumps([access_logger(config.access_log)]) if config.access_log else ""
 
     def transport(on: bool, *, client_ca: Path | None = None, alpn: Sequence[str] = ("h2", "http/1.1")) -> str:
         if not on:
@@ -137,6 +172,7 @@ def render(config: EdgeConfig, descriptor: Path, lua: Path) -> str:
         descriptor=str(descriptor),
         lua_errors=str(lua),
         access_log=access_log,
+        **{f"openapi_{face}": str(openapi / f"{face}.json") for face in OPENAPI},
     )
 
 
@@ -169,4 +205,7 @@ def envoy_command(config_path: Path, concurrency: int = 1) -> list[str]:
         "--disable-hot-restart",
         "--log-level",
         "warn",
+        # The access log reaches its file within a second (Envoy's default: ten).
+        "--file-flush-interval-msec",
+        "1000",
     ]

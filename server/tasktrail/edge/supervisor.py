@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from tasktrail.api.server import SERVER_PORT, SHUTDOWN_GRACE
 from tasktrail.auth import dev
 from tasktrail.edge import config, sample, tls
+from tasktrail.edge import metrics as process_metrics
 from tasktrail.store import migrate, open_store
 
 log = logging.getLogger("tasktrail.up")
@@ -136,7 +137,7 @@ class UpSettings:
     write_lane: bool = False
     envoy_concurrency: int = 1
     envoy_idle_timeout: float = 300.0
-    access_log: bool = False
+    access_log: bool = True
     tls_cert: Path | None = None
     tls_key: Path | None = None
     # TLS on the control-plane and gRPC ports too, and client certificates on 3000.
@@ -146,6 +147,8 @@ class UpSettings:
     # Client certificates signed by the local CA on 3000 (`tasktrail certs client` makes them).
     client_certs: bool = False
     admin_host: str = "127.0.0.1"
+    # Every server process's Prometheus metrics, summed, at admin_host:metrics_port/metrics (0: none).
+    metrics_port: int = 9464
     allowed_hosts: Sequence[str] = ()
     # Development mode: a writer token, a cloud account and a user made and printed,
     # and sample tasks. Without it `up` makes no credential at all.
@@ -203,6 +206,8 @@ def banner(
         f"  REST, cloud API (HTTPS)   https://{host}:{up.cloud_port}/v1",
         f"  REST, enterprise (HTTPS)  https://{host}:{up.crdb_port}/v1/crdb_tasks",
         f"  Envoy admin               http://{up.admin_host}:{up.admin_port}",
+        *([f"  metrics (Prometheus)      http://{up.admin_host}:{up.metrics_port}/metrics"] if up.metrics_port else []),
+        f"  Envoy's metrics           http://{up.admin_host}:{up.admin_port}/stats/prometheus",
         f"  store                     {shown_url(up.database_url)}",
         f"  logs                      {data_dir / 'logs'}",
         *([f"  local CA                  export CURL_CA_BUNDLE={certificate.ca}"] if certificate.ca else []),
@@ -258,6 +263,16 @@ def banner(
     return "\n".join(lines)
 
 
+def metrics_dir(data_dir: Path) -> Path:
+    """Where each server process names the port of its counts, for `up` to serve
+    them all at one address: emptied at each start."""
+    directory = data_dir / "metrics"
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.mkdir(mode=0o700)
+    return directory
+
+
 def up(settings: UpSettings) -> int:
     data_dir = private_data_dir(settings.data_dir)
     url = settings.database_url
@@ -275,10 +290,15 @@ def up(settings: UpSettings) -> int:
 
     host = settings.host
 
+    # The URL may hold a password: the environment carries it, not argv (which `ps` shows).
+    env = {"TASKTRAIL_DATABASE_URL": url}
+    counts = metrics_dir(data_dir)
+
     def serve(name: str, port: int) -> Child:
         argv = [sys.executable, "-m", "tasktrail", "serve", *settings.server_argv, "--host", host, "--port", str(port)]
-        # The URL may hold a password: the environment carries it, not argv (which `ps` shows).
-        return Child(name, argv, data_dir / "logs" / f"{name}.log", env={"TASKTRAIL_DATABASE_URL": url})
+        if settings.metrics_port:
+            argv += ["--metrics-port-file", str(counts / f"{name}.port")]
+        return Child(name, argv, data_dir / "logs" / f"{name}.log", env=env)
 
     remote = list(settings.backends)
     first = settings.server_port
@@ -303,7 +323,7 @@ def up(settings: UpSettings) -> int:
         tls_key=certificate.key,
         admin_port=settings.admin_port,
         admin_host=settings.admin_host,
-        access_log=settings.access_log,
+        access_log=data_dir / "logs" / "access.log" if settings.access_log else None,
         stream_idle_timeout=settings.envoy_idle_timeout,
         rest_tls=settings.rest_tls,
         grpc_tls=settings.grpc_tls,
@@ -336,6 +356,8 @@ def up(settings: UpSettings) -> int:
                     account_id,
                     sample.CRDB_GUID,
                 )
+        if settings.metrics_port:
+            process_metrics.serve(settings.admin_host, settings.metrics_port, counts)
         print(banner(settings, data_dir, credentials, certificate), flush=True)
         for i, child in enumerate(servers):
             child.probe = grpc_probe(f"{host}:{first + i}")

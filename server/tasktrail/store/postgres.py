@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.sql import Select
 from sqlalchemy.util import await_only, greenlet_spawn
 
-from tasktrail.core import errors
+from tasktrail.core import errors, metrics
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
 from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, full, unreachable
@@ -173,45 +174,56 @@ class PostgresStore(Store):
             self._pool = pool
 
     async def write(self, fn: Callable[[WriteQueries], T], changed: str | None = None) -> T:
-        def run(conn: Connection) -> T:
-            result = fn(_Writes(conn))
+        def run(conn: Connection) -> tuple[T, _Writes]:
+            writes = _Writes(conn)
+            result = fn(writes)
             if changed is not None:
                 conn.execute(_NOTIFY, {"task_id": changed})  # delivered at commit, to every listener
-            return result
+            return result, writes
 
+        started = time.perf_counter()
         try:
             with _refusing_nul():
                 async with self._engine.begin() as conn:
-                    return await conn.run_sync(run)
+                    result, writes = await conn.run_sync(run)
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
         except Exception as exc:
             if (failure := self._outage(exc)) is None:
                 raise
             raise failure from exc
+        metrics.store_call("write", time.perf_counter() - started)
+        writes.tally()
+        return result
 
     async def read(self, fn: Callable[[ReadQueries], T]) -> T:
         # One statement: no transaction, so no BEGIN/COMMIT round trips.
+        started = time.perf_counter()
         try:
             async with (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+                result = await greenlet_spawn(fn, _Reader(conn, self._compiled))
         except Exception as exc:
             if (failure := self._outage(exc)) is None:
                 raise
             raise failure from exc
+        metrics.store_call("read", time.perf_counter() - started)
+        return result
 
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
         # Several statements see one snapshot.
+        started = time.perf_counter()
         try:
             async with (
                 (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
-                return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+                result = await greenlet_spawn(fn, _Reader(conn, self._compiled))
         except Exception as exc:
             if (failure := self._outage(exc)) is None:
                 raise
             raise failure from exc
+        metrics.store_call("snapshot", time.perf_counter() - started)
+        return result
 
     def _outage(self, exc: Exception) -> errors.CoreError | None:
         """What a failed statement means to a caller: no room left (53100), or a
@@ -223,7 +235,9 @@ class PostgresStore(Store):
         if kind is None:
             return None
         self._outage_log(exc)
-        return full() if kind == "full" else unreachable()
+        failure = full() if kind == "full" else unreachable()
+        metrics.store_failed(failure.reason)
+        return failure
 
     def dsn(self) -> str:
         return dsn(self.url)

@@ -19,6 +19,7 @@ import fcntl
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Select
 
-from tasktrail.core import errors
+from tasktrail.core import errors, metrics
 from tasktrail.core.model import LogEntry
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
@@ -152,13 +153,11 @@ _BATCH = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 class _Writes(WriteQueries):
     __slots__ = ()
 
-    def insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
-        if not entries:
-            return
+    def _insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
         try:
             batch = _BATCH.encode([[e.entry_id, e.timestamp, e.message, e.fields or None] for e in entries])
         except ValueError:  # a NaN or an infinity among the fields, which JSON cannot hold: row by row
-            super().insert_entries(task_id, entries)
+            super()._insert_entries(task_id, entries)
             return
         self.conn.exec_driver_sql(_INSERT_ENTRIES, (task_id, batch))
 
@@ -191,30 +190,41 @@ class SqliteStore(Store):
         return self._reader
 
     async def write(self, fn: Callable[[WriteQueries], T], changed: str | None = None) -> T:
-        def run() -> T:
+        def run() -> tuple[T, _Writes]:
             with self._engine.begin() as conn:
-                return fn(_Writes(conn))
+                writes = _Writes(conn)
+                return fn(writes), writes
 
+        started = time.perf_counter()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+            result, writes = await asyncio.get_running_loop().run_in_executor(self._writer, run)
         except IntegrityError as exc:
             raise Conflict(str(exc.orig)) from exc
         except (sqlite3.Error, DBAPIError, RuntimeError) as exc:
             raise self._outage(exc) from exc
+        metrics.store_call("write", time.perf_counter() - started)
+        writes.tally()
+        return result
 
     # Each sqlite3 call releases the GIL, and each release hands it to gRPC's
     # poller thread and back: a single-statement read makes no BEGIN/COMMIT.
     async def read(self, fn: Callable[[ReadQueries], T]) -> T:
+        started = time.perf_counter()
         try:
-            return fn(self._current_reader())
+            result = fn(self._current_reader())
         except (sqlite3.Error, RuntimeError) as exc:
             raise self._outage(exc) from exc
+        metrics.store_call("read", time.perf_counter() - started)
+        return result
 
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
+        started = time.perf_counter()
         try:
-            return self.snapshot_now(fn)
+            result = self.snapshot_now(fn)
         except (sqlite3.Error, RuntimeError) as exc:
             raise self._outage(exc) from exc
+        metrics.store_call("snapshot", time.perf_counter() - started)
+        return result
 
     def _outage(self, exc: BaseException) -> errors.CoreError:
         """What a failed statement means to a caller: no room left (SQLITE_FULL),
@@ -224,9 +234,9 @@ class SqliteStore(Store):
         self._outage_log(exc)
         self._drop_reader()
         cause = getattr(exc, "orig", None) or exc
-        if isinstance(cause, sqlite3.Error) and "full" in str(cause):
-            return full()
-        return unreachable()
+        failure = full() if isinstance(cause, sqlite3.Error) and "full" in str(cause) else unreachable()
+        metrics.store_failed(failure.reason)
+        return failure
 
     def _drop_reader(self) -> None:
         if self._reader_conn is not None:

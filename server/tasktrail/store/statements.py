@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from tasktrail.core import errors
+from tasktrail.core import errors, metrics
 from tasktrail.core.model import (
     LogEntry,
     Progress,
@@ -400,12 +400,26 @@ def _storable(values: dict[str, Any]) -> dict[str, Any]:
 
 
 class WriteQueries:
-    """The core's `Transaction` on a SQLAlchemy connection inside a transaction."""
+    """The core's `Transaction` on a SQLAlchemy connection inside a transaction.
+    It notes what its writes did (tasks made and ended, entries appended), for
+    the metrics once the transaction has committed (`tally`)."""
 
-    __slots__ = ("conn",)
+    __slots__ = ("characters", "conn", "created", "ended", "entries")
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.created: list[Task] = []
+        self.ended: list[Task] = []
+        self.entries = self.characters = 0
+
+    def tally(self) -> None:
+        """Count what this committed transaction did."""
+        for task in self.created:
+            metrics.task_created(task.scope.value, task.type)
+        for task in self.ended:
+            metrics.task_ended(task.scope.value, task.type, task.status.value)
+        if self.entries:
+            metrics.appended(self.entries, self.characters)
 
     def lock_task(self, task_id: str) -> Task | None:
         """A task under its row lock (FOR UPDATE on PostgreSQL; SQLite's
@@ -422,6 +436,7 @@ class WriteQueries:
 
     def insert_task(self, task: Task) -> None:
         self.conn.execute(insert(tasks), [_storable(task_values(task))])
+        self.created.append(task)
 
     def save_task(self, before: Task, after: Task) -> Task:
         """Write the columns that changed, and bump the version; returns the task as saved."""
@@ -432,12 +447,19 @@ class WriteQueries:
         saved = dataclasses.replace(after, version=before.version + 1)
         changed["version"] = saved.version
         self.conn.execute(update(tasks).where(tasks.c.task_id == after.task_id).values(**changed))
+        if after.status.terminal and not before.status.terminal:
+            self.ended.append(saved)
         return saved
 
     def insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
-        """Straight to the driver: appends are the hot write path."""
         if entries:
-            self.conn.exec_driver_sql(_insert_entries_sql(self.conn), [entry_row(task_id, e) for e in entries])
+            self.entries += len(entries)
+            self.characters += sum(len(e.message) for e in entries)
+            self._insert_entries(task_id, entries)
+
+    def _insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
+        """Straight to the driver: appends are the hot write path."""
+        self.conn.exec_driver_sql(_insert_entries_sql(self.conn), [entry_row(task_id, e) for e in entries])
 
     def delete_tasks(self, task_ids: Sequence[str], now: int) -> int:
         """Delete these tasks and their logs, if they are still expired. Rows

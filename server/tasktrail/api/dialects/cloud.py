@@ -184,7 +184,7 @@ class CloudTaskService(pb_grpc.CloudTaskServiceServicer):
         self.settings = settings
         # The gate counts every request of an account (on any port) against its
         # limit; every answer here says what is left of it.
-        self.surface = Surface(gate, ERRORS, check=_limit_headers)
+        self.surface = Surface("cloud", gate, ERRORS, check=_limit_headers)
 
     @staticmethod
     def account() -> Access:

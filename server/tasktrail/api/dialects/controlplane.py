@@ -141,7 +141,7 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
     def __init__(self, core: TaskCore, gate: Gate = OPEN, hub: LogHub | None = None) -> None:
         self.core = core
         # Open unless the operator requires a token on this port.
-        self.surface = Surface(gate, ERRORS)
+        self.surface = Surface("controlplane", gate, ERRORS)
         self.hub = hub or LogHub(core)
         self.chunks: BatchCache[httpbody_pb2.HttpBody] = BatchCache()
         self.rendered = Rendered(render_task)

@@ -128,7 +128,7 @@ def result_ttl(context: Context) -> int | None:
 class CrdbTaskService(pb_grpc.CrdbTaskServiceServicer):
     def __init__(self, core: TaskCore, gate: Gate) -> None:
         self.core = core
-        self.surface = Surface(gate, ERRORS)
+        self.surface = Surface("crdb", gate, ERRORS)
 
     @staticmethod
     def access() -> Access:
