@@ -64,6 +64,18 @@ postgres:
 	  for i in $$(seq 50); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.2; done; \
 	  pg_isready -h 127.0.0.1 -p 5432; }
 
+# Debian's Chromium for the console's browser tests (Playwright downloads no browser
+# here), without its desktop recommends but with a font to render text in. The
+# package lists are refreshed only when an install from them fails.
+.PHONY: chromium
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  echo "Chromium is missing: installing Debian's chromium"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends chromium fonts-liberation || { \
+	    apt-get update -q && apt-get install -y -q --no-install-recommends chromium fonts-liberation; }; \
+	  test -x /usr/bin/chromium; }
+
 unit: $(STAMP)
 	$(PY) -m pytest -m 'not e2e' $(PYTEST_ARGS)
 

@@ -13,6 +13,27 @@
 -- refusal (already in the dialect's JSON) in grpc-status and grpc-message.
 -- A REST port answers them as REST.
 
+-- 3. On the way in: a header whose name gRPC metadata cannot carry (HTTP allows
+-- ! # $ % & ' * + ^ ` | ~ in names; gRPC only 0-9 a-z - _ .) is dropped, as the
+-- originals ignore headers they do not know; passed on, it would fail the call
+-- inside the gRPC server (INTERNAL, "Illegal header key").
+
+function envoy_on_request(request_handle)
+  local headers = request_handle:headers()
+  local illegal = nil
+  for key, _ in pairs(headers) do
+    if key:sub(1, 1) ~= ":" and key:find("[^0-9a-z_.%-]") then
+      illegal = illegal or {}
+      illegal[#illegal + 1] = key
+    end
+  end
+  if illegal ~= nil then
+    for _, key in ipairs(illegal) do
+      headers:remove(key)
+    end
+  end
+end
+
 local HTTP_OF_GRPC = {
   ["3"] = "400", ["5"] = "404", ["7"] = "403", ["8"] = "429", ["12"] = "404", ["14"] = "503", ["16"] = "401",
 }

@@ -80,6 +80,7 @@ def test_docs_have_examples() -> None:
     assert len(cli_blocks()) >= 2
     assert len(cloud_blocks()) >= 2
     assert len(crdb_blocks()) >= 1
+    assert len(blocks_with("/v1/openapi.json")) == 3
 
 
 @pytest.mark.parametrize(("name", "block"), crdb_blocks(), ids=[n for n, _ in crdb_blocks()])
@@ -165,3 +166,21 @@ def test_example(docs_stack: Stack, name: str, block: str) -> None:
     else:  # a script: it runs to the end, and its last answer is JSON
         out = run(docs_stack, block)
         assert json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    ("name", "block"), blocks_with("/v1/openapi.json"), ids=[n for n, _ in blocks_with("/v1/openapi.json")]
+)
+def test_openapi_example(docs_stack: Stack, tmp_path: Path, name: str, block: str) -> None:
+    """Each port's description, fetched as the docs show."""
+    (tmp_path / "data").symlink_to(docs_stack.data_dir)
+    for origin, live in (
+        ("http://localhost:3000", docs_stack.rest),
+        ("https://localhost:8443", docs_stack.cloud),
+        ("https://localhost:9443", docs_stack.crdb),
+    ):
+        block = block.replace(origin, live)
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
+    ).stdout
+    assert json.loads(out)["openapi"].startswith("3.")

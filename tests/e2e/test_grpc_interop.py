@@ -1,6 +1,7 @@
 """gRPC clients that are not ours, through port 50051: Node's @grpc/grpc-js,
 loading the descriptor set from gen/, lists and reads tasks; a client that knows
-nothing but what server reflection (v1 or v1alpha) tells it calls the API."""
+nothing but what server reflection (v1 or v1alpha) tells it calls the API; the
+published service config loads in both and retries what it names."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from grpc_reflection.v1alpha import reflection_pb2
 
-from tasktrail.v1 import task_pb2, task_service_pb2
+from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 from tests.support.stack import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +34,15 @@ def node_client() -> Path:
 
 def test_node_client_lists_and_reads(stack: Stack, node_client: Path) -> None:
     out = subprocess.run(
-        ["node", str(node_client), stack.grpc_target, str(ROOT / "gen" / "tasktrail.binpb"), "example", stack.token],
+        [
+            "node",
+            str(node_client),
+            stack.grpc_target,
+            str(ROOT / "gen" / "tasktrail.binpb"),
+            "example",
+            stack.token,
+            str(ROOT / "gen" / "grpc_service_config.json"),
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -127,3 +136,22 @@ def test_a_reflection_client_finds_and_calls_the_api(stack: Stack, version: str)
         ask(file_containing_symbol=f"grpc.reflection.{version}.ServerReflection")
     finally:
         channel.close()
+
+
+def test_the_service_config_loads(stack: Stack) -> None:
+    """gRPC validates a service config when a channel is made: ours is taken and
+    names the reads (a bad one is refused, so the check bites)."""
+    config = (ROOT / "gen" / "grpc_service_config.json").read_text()
+    named = {(n["service"], n.get("method")) for m in json.loads(config)["methodConfig"] for n in m["name"]}
+    assert ("tasktrail.v1.TaskService", "GetTask") in named
+    assert ("tasktrail.v1.TaskWriterService", "AppendLogEntries") not in named  # only with an append_id
+    request = task_service_pb2.ListTasksRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="example")
+    auth = [("authorization", f"Bearer {stack.token}")]
+    with grpc.insecure_channel(stack.grpc_target, options=[("grpc.service_config", config)]) as channel:
+        assert task_service_pb2_grpc.TaskServiceStub(channel).ListTasks(request, metadata=auth, timeout=10).tasks
+    bad = '{"methodConfig": [{"name": [{}], "retryPolicy": {}}]}'
+    with (
+        grpc.insecure_channel(stack.grpc_target, options=[("grpc.service_config", bad)]) as channel,
+        pytest.raises(grpc.RpcError, match="service config"),
+    ):
+        task_service_pb2_grpc.TaskServiceStub(channel).ListTasks(request, metadata=auth, timeout=10)

@@ -202,6 +202,21 @@ def test_port_3000_answers_only_for_its_own_names(stack: Stack) -> None:
     assert httpx.get(f"{stack.rest}/v1/tasks", headers={"host": "localhost:3000"}, timeout=10).status_code == 200
 
 
+def test_header_names_grpc_cannot_carry_are_ignored(stack: Stack) -> None:
+    """HTTP allows ` | ~ ! … in a header's name, gRPC metadata does not: such a
+    header is dropped at the edge (found by schemathesis: it failed the call
+    inside the server, a 500)."""
+    user = (stack.data_dir / "dev-user").read_text().strip().split(":", 1)
+    odd = {"gk`h3": "z", "a|b": "1", "t~!#$%&'*+^": "x"}
+    with httpx.Client(verify=stack.trust, timeout=10) as http:
+        assert http.get(f"{stack.rest}/v1/databases/example/tasks", headers=odd).status_code == 200
+        assert http.get(f"{stack.rest}/api/v1/tasks", headers=odd).status_code == 200
+        assert http.get(f"{stack.crdb}/v1/crdb_tasks", headers=odd, auth=(user[0], user[1])).status_code == 200
+        keys = dict(line.split("=", 1) for line in (stack.data_dir / "dev-account.env").read_text().split())
+        cloud = {"x-api-key": keys["ACCOUNT_KEY"], "x-api-secret-key": keys["SECRET_KEY"], **odd}
+        assert http.get(f"{stack.cloud}/v1/tasks", headers=cloud).status_code == 200
+
+
 def test_x_result_ttl_takes_ascii_digits_only(stack: Stack) -> None:
     user = (stack.data_dir / "dev-user").read_text().strip().split(":", 1)
     reply = httpx.get(
@@ -326,7 +341,8 @@ def test_health_answers_fast_while_every_attack_runs(guarded: Stack) -> None:
             attacker.join(30)
     took.sort()
     p99 = took[int(len(took) * 0.99)]
-    assert p99 < 0.1, f"health p99 {p99 * 1000:.0f} ms over {len(took)} checks"
+    # A stall was seconds; on two busy cores a scheduling hiccup is tens of milliseconds.
+    assert p99 < 0.5, f"health p99 {p99 * 1000:.0f} ms over {len(took)} checks"
 
 
 # -- what `up` keeps private ---------------------------------------------------------------

@@ -22,49 +22,65 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from tasktrail.v1 import task_pb2 as tasktrail_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftasktrail/v1/task_service.proto\x12\x0ctasktrail.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x17tasktrail/v1/task.proto\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"\xd8\x01\n\x10ListTasksRequest\x12\"\n\x05scope\x18\x01 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\r\n\x05types\x18\x04 \x03(\t\x12+\n\nsort_order\x18\x05 \x01(\x0e\x32\x17.tasktrail.v1.SortOrder\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.tasktrail.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x11GetTaskLogRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"\xa6\x01\n\x12GetTaskLogResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x0btask_status\x18\x02 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\x12\x15\n\rlast_entry_id\x18\x04 \x01(\t\x12\x10\n\x08has_more\x18\x05 \x01(\x08\"3\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"N\n\x0fWaitTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"B\n\x10WaitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"?\n\x14\x46ollowTaskLogRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x02 \x01(\t\"\xcb\x01\n\x15\x46ollowTaskLogResponse\x12.\n\x07\x65ntries\x18\x01 \x01(\x0b\x32\x1b.tasktrail.v1.LogEntryBatchH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.tasktrail.v1.HeartbeatH\x00\x12&\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x17.tasktrail.v1.FollowEndH\x00\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x07\n\x05\x66rame\"8\n\rLogEntryBatch\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\tFollowEnd\x12-\n\x0btask_status\x18\x01 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\x15\n\rlast_entry_id\x18\x02 \x01(\t2\xec\x03\n\x0bTaskService\x12\x46\n\x07GetTask\x12\x1c.tasktrail.v1.GetTaskRequest\x1a\x1d.tasktrail.v1.GetTaskResponse\x12L\n\tListTasks\x12\x1e.tasktrail.v1.ListTasksRequest\x1a\x1f.tasktrail.v1.ListTasksResponse\x12O\n\nGetTaskLog\x12\x1f.tasktrail.v1.GetTaskLogRequest\x1a .tasktrail.v1.GetTaskLogResponse\x12O\n\nCancelTask\x12\x1f.tasktrail.v1.CancelTaskRequest\x1a .tasktrail.v1.CancelTaskResponse\x12I\n\x08WaitTask\x12\x1d.tasktrail.v1.WaitTaskRequest\x1a\x1e.tasktrail.v1.WaitTaskResponse\x12Z\n\rFollowTaskLog\x12\".tasktrail.v1.FollowTaskLogRequest\x1a#.tasktrail.v1.FollowTaskLogResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftasktrail/v1/task_service.proto\x12\x0ctasktrail.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\x17tasktrail/v1/task.proto\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"3\n\x0fGetTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"\xd8\x01\n\x10ListTasksRequest\x12\"\n\x05scope\x18\x01 \x01(\x0e\x32\x13.tasktrail.v1.Scope\x12\x11\n\tentity_id\x18\x02 \x01(\t\x12*\n\x08statuses\x18\x03 \x03(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\r\n\x05types\x18\x04 \x03(\t\x12+\n\nsort_order\x18\x05 \x01(\x0e\x32\x17.tasktrail.v1.SortOrder\x12\x11\n\tpage_size\x18\x06 \x01(\x05\x12\x12\n\npage_token\x18\x07 \x01(\t\"O\n\x11ListTasksResponse\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.tasktrail.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"O\n\x11GetTaskLogRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\"\xa6\x01\n\x12GetTaskLogResponse\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12-\n\x0btask_status\x18\x02 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\'\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\x12\x15\n\rlast_entry_id\x18\x04 \x01(\t\x12\x10\n\x08has_more\x18\x05 \x01(\x08\"3\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"6\n\x12\x43\x61ncelTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\"N\n\x0fWaitTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12*\n\x07timeout\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"B\n\x10WaitTaskResponse\x12 \n\x04task\x18\x01 \x01(\x0b\x32\x12.tasktrail.v1.Task\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"?\n\x14StreamTaskLogRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x02 \x01(\t\"?\n\x14\x46ollowTaskLogRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_entry_id\x18\x02 \x01(\t\"\xcb\x01\n\x15\x46ollowTaskLogResponse\x12.\n\x07\x65ntries\x18\x01 \x01(\x0b\x32\x1b.tasktrail.v1.LogEntryBatchH\x00\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x17.tasktrail.v1.HeartbeatH\x00\x12&\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x17.tasktrail.v1.FollowEndH\x00\x12#\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x07\n\x05\x66rame\"8\n\rLogEntryBatch\x12\'\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x16.tasktrail.v1.LogEntry\"5\n\tHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Q\n\tFollowEnd\x12-\n\x0btask_status\x18\x01 \x01(\x0e\x32\x18.tasktrail.v1.TaskStatus\x12\x15\n\rlast_entry_id\x18\x02 \x01(\t2\x93\x06\n\x0bTaskService\x12g\n\x07GetTask\x12\x1c.tasktrail.v1.GetTaskRequest\x1a\x1d.tasktrail.v1.GetTaskResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/tasks/{task_id}\x12\x63\n\tListTasks\x12\x1e.tasktrail.v1.ListTasksRequest\x1a\x1f.tasktrail.v1.ListTasksResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/api/v1/tasks\x12t\n\nGetTaskLog\x12\x1f.tasktrail.v1.GetTaskLogRequest\x1a .tasktrail.v1.GetTaskLogResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/v1/tasks/{task_id}/log\x12z\n\nCancelTask\x12\x1f.tasktrail.v1.CancelTaskRequest\x1a .tasktrail.v1.CancelTaskResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/tasks/{task_id}/cancel:\x01*\x12o\n\x08WaitTask\x12\x1d.tasktrail.v1.WaitTaskRequest\x1a\x1e.tasktrail.v1.WaitTaskResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/api/v1/tasks/{task_id}/wait\x12Z\n\rFollowTaskLog\x12\".tasktrail.v1.FollowTaskLogRequest\x1a#.tasktrail.v1.FollowTaskLogResponse0\x01\x12w\n\rStreamTaskLog\x12\".tasktrail.v1.StreamTaskLogRequest\x1a\x14.google.api.HttpBody\"*\x82\xd3\xe4\x93\x02$\x12\"/api/v1/tasks/{task_id}/log/stream0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tasktrail.v1.task_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETTASKREQUEST']._serialized_start=164
-  _globals['_GETTASKREQUEST']._serialized_end=197
-  _globals['_GETTASKRESPONSE']._serialized_start=199
-  _globals['_GETTASKRESPONSE']._serialized_end=250
-  _globals['_LISTTASKSREQUEST']._serialized_start=253
-  _globals['_LISTTASKSREQUEST']._serialized_end=469
-  _globals['_LISTTASKSRESPONSE']._serialized_start=471
-  _globals['_LISTTASKSRESPONSE']._serialized_end=550
-  _globals['_GETTASKLOGREQUEST']._serialized_start=552
-  _globals['_GETTASKLOGREQUEST']._serialized_end=631
-  _globals['_GETTASKLOGRESPONSE']._serialized_start=634
-  _globals['_GETTASKLOGRESPONSE']._serialized_end=800
-  _globals['_CANCELTASKREQUEST']._serialized_start=802
-  _globals['_CANCELTASKREQUEST']._serialized_end=853
-  _globals['_CANCELTASKRESPONSE']._serialized_start=855
-  _globals['_CANCELTASKRESPONSE']._serialized_end=909
-  _globals['_WAITTASKREQUEST']._serialized_start=911
-  _globals['_WAITTASKREQUEST']._serialized_end=989
-  _globals['_WAITTASKRESPONSE']._serialized_start=991
-  _globals['_WAITTASKRESPONSE']._serialized_end=1057
-  _globals['_FOLLOWTASKLOGREQUEST']._serialized_start=1059
-  _globals['_FOLLOWTASKLOGREQUEST']._serialized_end=1122
-  _globals['_FOLLOWTASKLOGRESPONSE']._serialized_start=1125
-  _globals['_FOLLOWTASKLOGRESPONSE']._serialized_end=1328
-  _globals['_LOGENTRYBATCH']._serialized_start=1330
-  _globals['_LOGENTRYBATCH']._serialized_end=1386
-  _globals['_HEARTBEAT']._serialized_start=1388
-  _globals['_HEARTBEAT']._serialized_end=1441
-  _globals['_FOLLOWEND']._serialized_start=1443
-  _globals['_FOLLOWEND']._serialized_end=1524
-  _globals['_TASKSERVICE']._serialized_start=1527
-  _globals['_TASKSERVICE']._serialized_end=2019
+  _globals['_TASKSERVICE'].methods_by_name['GetTask']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['GetTask']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/tasks/{task_id}'
+  _globals['_TASKSERVICE'].methods_by_name['ListTasks']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\202\323\344\223\002\017\022\r/api/v1/tasks'
+  _globals['_TASKSERVICE'].methods_by_name['GetTaskLog']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['GetTaskLog']._serialized_options = b'\202\323\344\223\002\035\022\033/api/v1/tasks/{task_id}/log'
+  _globals['_TASKSERVICE'].methods_by_name['CancelTask']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['CancelTask']._serialized_options = b'\202\323\344\223\002#\"\036/api/v1/tasks/{task_id}/cancel:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['WaitTask']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['WaitTask']._serialized_options = b'\202\323\344\223\002\036\022\034/api/v1/tasks/{task_id}/wait'
+  _globals['_TASKSERVICE'].methods_by_name['StreamTaskLog']._loaded_options = None
+  _globals['_TASKSERVICE'].methods_by_name['StreamTaskLog']._serialized_options = b'\202\323\344\223\002$\022\"/api/v1/tasks/{task_id}/log/stream'
+  _globals['_GETTASKREQUEST']._serialized_start=221
+  _globals['_GETTASKREQUEST']._serialized_end=254
+  _globals['_GETTASKRESPONSE']._serialized_start=256
+  _globals['_GETTASKRESPONSE']._serialized_end=307
+  _globals['_LISTTASKSREQUEST']._serialized_start=310
+  _globals['_LISTTASKSREQUEST']._serialized_end=526
+  _globals['_LISTTASKSRESPONSE']._serialized_start=528
+  _globals['_LISTTASKSRESPONSE']._serialized_end=607
+  _globals['_GETTASKLOGREQUEST']._serialized_start=609
+  _globals['_GETTASKLOGREQUEST']._serialized_end=688
+  _globals['_GETTASKLOGRESPONSE']._serialized_start=691
+  _globals['_GETTASKLOGRESPONSE']._serialized_end=857
+  _globals['_CANCELTASKREQUEST']._serialized_start=859
+  _globals['_CANCELTASKREQUEST']._serialized_end=910
+  _globals['_CANCELTASKRESPONSE']._serialized_start=912
+  _globals['_CANCELTASKRESPONSE']._serialized_end=966
+  _globals['_WAITTASKREQUEST']._serialized_start=968
+  _globals['_WAITTASKREQUEST']._serialized_end=1046
+  _globals['_WAITTASKRESPONSE']._serialized_start=1048
+  _globals['_WAITTASKRESPONSE']._serialized_end=1114
+  _globals['_STREAMTASKLOGREQUEST']._serialized_start=1116
+  _globals['_STREAMTASKLOGREQUEST']._serialized_end=1179
+  _globals['_FOLLOWTASKLOGREQUEST']._serialized_start=1181
+  _globals['_FOLLOWTASKLOGREQUEST']._serialized_end=1244
+  _globals['_FOLLOWTASKLOGRESPONSE']._serialized_start=1247
+  _globals['_FOLLOWTASKLOGRESPONSE']._serialized_end=1450
+  _globals['_LOGENTRYBATCH']._serialized_start=1452
+  _globals['_LOGENTRYBATCH']._serialized_end=1508
+  _globals['_HEARTBEAT']._serialized_start=1510
+  _globals['_HEARTBEAT']._serialized_end=1563
+  _globals['_FOLLOWEND']._serialized_start=1565
+  _globals['_FOLLOWEND']._serialized_end=1646
+  _globals['_TASKSERVICE']._serialized_start=1649
+  _globals['_TASKSERVICE']._serialized_end=2436
 # @@protoc_insertion_point(module_scope)

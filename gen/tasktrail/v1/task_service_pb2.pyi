@@ -289,6 +289,31 @@ class WaitTaskResponse(_message.Message):
 Global___WaitTaskResponse: _TypeAlias = WaitTaskResponse  # noqa: Y015
 
 @_typing.final
+class StreamTaskLogRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    AFTER_ENTRY_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    after_entry_id: _builtins.str
+    """Entries after this one (exclusive); from the start when empty. An SSE
+    client's Last-Event-ID header wins over it.
+    """
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        after_entry_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_entry_id", b"after_entry_id", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTaskLogRequest: _TypeAlias = StreamTaskLogRequest  # noqa: Y015
+
+@_typing.final
 class FollowTaskLogRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from tasktrail.v1 import task_service_pb2 as tasktrail_dot_v1_dot_task__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -29,6 +30,10 @@ class TaskServiceStub:
     """The native read API, for gRPC clients in any language. It serves tasks of
     every scope, to a token (metadata `authorization: Bearer …`) that may read
     the task's scope; a task out of the token's scopes is NOT_FOUND.
+
+    Also served as REST on port 3000 under /api/v1 (the web console's API): the
+    same tokens as `Authorization: Bearer …`; without one, what port 3000 shows
+    anyone (database and host tasks), unless the operator requires a credential there.
     """
 
     def __init__(self, channel):
@@ -67,12 +72,21 @@ class TaskServiceStub:
                 request_serializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogRequest.SerializeToString,
                 response_deserializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogResponse.FromString,
                 _registered_method=True)
+        self.StreamTaskLog = channel.unary_stream(
+                '/tasktrail.v1.TaskService/StreamTaskLog',
+                request_serializer=tasktrail_dot_v1_dot_task__service__pb2.StreamTaskLogRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
     """The native read API, for gRPC clients in any language. It serves tasks of
     every scope, to a token (metadata `authorization: Bearer …`) that may read
     the task's scope; a task out of the token's scopes is NOT_FOUND.
+
+    Also served as REST on port 3000 under /api/v1 (the web console's API): the
+    same tokens as `Authorization: Bearer …`; without one, what port 3000 shows
+    anyone (database and host tasks), unless the operator requires a credential there.
     """
 
     def GetTask(self, request, context):
@@ -124,6 +138,16 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTaskLog(self, request, context):
+        """FollowTaskLog for HTTP clients (the REST face's tail): the server writes
+        the text, NDJSON by default or Server-Sent Events with
+        `Accept: text/event-stream`, one line or event per entry, as the
+        control-plane dialect's tails do; `Last-Event-ID` resumes an SSE stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -157,6 +181,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     request_deserializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogRequest.FromString,
                     response_serializer=tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogResponse.SerializeToString,
             ),
+            'StreamTaskLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTaskLog,
+                    request_deserializer=tasktrail_dot_v1_dot_task__service__pb2.StreamTaskLogRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tasktrail.v1.TaskService', rpc_method_handlers)
@@ -169,6 +198,10 @@ class TaskService:
     """The native read API, for gRPC clients in any language. It serves tasks of
     every scope, to a token (metadata `authorization: Bearer …`) that may read
     the task's scope; a task out of the token's scopes is NOT_FOUND.
+
+    Also served as REST on port 3000 under /api/v1 (the web console's API): the
+    same tokens as `Authorization: Bearer …`; without one, what port 3000 shows
+    anyone (database and host tasks), unless the operator requires a credential there.
     """
 
     @staticmethod
@@ -323,6 +356,33 @@ class TaskService:
             '/tasktrail.v1.TaskService/FollowTaskLog',
             tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogRequest.SerializeToString,
             tasktrail_dot_v1_dot_task__service__pb2.FollowTaskLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTaskLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tasktrail.v1.TaskService/StreamTaskLog',
+            tasktrail_dot_v1_dot_task__service__pb2.StreamTaskLogRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
 from tasktrail.v1 import task_service_pb2 as _task_service_pb2
 import abc as _abc_1
@@ -30,6 +31,10 @@ class TaskServiceStub:
     """The native read API, for gRPC clients in any language. It serves tasks of
     every scope, to a token (metadata `authorization: Bearer …`) that may read
     the task's scope; a task out of the token's scopes is NOT_FOUND.
+
+    Also served as REST on port 3000 under /api/v1 (the web console's API): the
+    same tokens as `Authorization: Bearer …`; without one, what port 3000 shows
+    anyone (database and host tasks), unless the operator requires a credential there.
     """
 
     @_typing.overload
@@ -58,12 +63,22 @@ class TaskServiceStub:
     entry has been sent. A follower that reconnects with the last entry id it
     got continues exactly after it.
     """
+    StreamTaskLog: _grpc.UnaryStreamMultiCallable[_task_service_pb2.StreamTaskLogRequest, _httpbody_pb2.HttpBody]
+    """FollowTaskLog for HTTP clients (the REST face's tail): the server writes
+    the text, NDJSON by default or Server-Sent Events with
+    `Accept: text/event-stream`, one line or event per entry, as the
+    control-plane dialect's tails do; `Last-Event-ID` resumes an SSE stream.
+    """
 
 @_typing.type_check_only
 class TaskServiceAsyncStub(TaskServiceStub):
     """The native read API, for gRPC clients in any language. It serves tasks of
     every scope, to a token (metadata `authorization: Bearer …`) that may read
     the task's scope; a task out of the token's scopes is NOT_FOUND.
+
+    Also served as REST on port 3000 under /api/v1 (the web console's API): the
+    same tokens as `Authorization: Bearer …`; without one, what port 3000 shows
+    anyone (database and host tasks), unless the operator requires a credential there.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -89,11 +104,21 @@ class TaskServiceAsyncStub(TaskServiceStub):
     entry has been sent. A follower that reconnects with the last entry id it
     got continues exactly after it.
     """
+    StreamTaskLog: _aio.UnaryStreamMultiCallable[_task_service_pb2.StreamTaskLogRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """FollowTaskLog for HTTP clients (the REST face's tail): the server writes
+    the text, NDJSON by default or Server-Sent Events with
+    `Accept: text/event-stream`, one line or event per entry, as the
+    control-plane dialect's tails do; `Last-Event-ID` resumes an SSE stream.
+    """
 
 class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
     """The native read API, for gRPC clients in any language. It serves tasks of
     every scope, to a token (metadata `authorization: Bearer …`) that may read
     the task's scope; a task out of the token's scopes is NOT_FOUND.
+
+    Also served as REST on port 3000 under /api/v1 (the web console's API): the
+    same tokens as `Authorization: Bearer …`; without one, what port 3000 shows
+    anyone (database and host tasks), unless the operator requires a credential there.
     """
 
     @_abc_1.abstractmethod
@@ -152,6 +177,18 @@ class TaskServiceServicer(metaclass=_abc_1.ABCMeta):
         an end frame with the task's final status once it has ended and every
         entry has been sent. A follower that reconnects with the last entry id it
         got continues exactly after it.
+        """
+
+    @_abc_1.abstractmethod
+    def StreamTaskLog(
+        self,
+        request: _task_service_pb2.StreamTaskLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_httpbody_pb2.HttpBody], _abc.AsyncIterator[_httpbody_pb2.HttpBody]]:
+        """FollowTaskLog for HTTP clients (the REST face's tail): the server writes
+        the text, NDJSON by default or Server-Sent Events with
+        `Accept: text/event-stream`, one line or event per entry, as the
+        control-plane dialect's tails do; `Last-Event-ID` resumes an SSE stream.
         """
 
 def add_TaskServiceServicer_to_server(servicer: TaskServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,7 +8,12 @@ import functools
 import hashlib
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
+from google.api import httpbody_pb2
+from google.protobuf import json_format
+
+from tasktrail.api import tails
 from tasktrail.api._servicer import Context, GrpcErrors, Surface, caller_access, endpoint, status_code, stream
 from tasktrail.api.convert import (
     STATUS_TO_PB,
@@ -111,12 +116,26 @@ def _entries_frame(batch: list[LogEntry]) -> task_service_pb2.FollowTaskLogRespo
     return frame
 
 
+def _entry_json(entry: LogEntry) -> dict[str, Any]:
+    """An entry as the REST face shows it: protobuf's JSON, field names kept."""
+    return json_format.MessageToDict(to_pb_entry(entry), preserving_proto_field_name=True)
+
+
+def _time_json(us: int) -> str:
+    return timestamp(us).ToJsonString()
+
+
+def _broken_json(frame: follow.Broken) -> dict[str, Any]:
+    return {"code": status_code(frame.error).name, "message": frame.error.message}
+
+
 class TaskService(task_service_pb2_grpc.TaskServiceServicer):
     def __init__(self, core: TaskCore, gate: Gate = OPEN, hub: follow.LogHub | None = None) -> None:
         self.core = core
         self.surface = Surface("native", gate, ERRORS, Requirement.READER)
         self.hub = hub or follow.LogHub(core)
         self.frames: follow.BatchCache[task_service_pb2.FollowTaskLogResponse] = follow.BatchCache()
+        self.chunks: follow.BatchCache[httpbody_pb2.HttpBody] = follow.BatchCache()
 
     @endpoint
     async def GetTask(
@@ -163,7 +182,7 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
             has_more=page.has_more,
         )
 
-    @endpoint
+    @endpoint(need=Requirement.OPERATOR)
     async def CancelTask(
         self, request: task_service_pb2.CancelTaskRequest, context: Context
     ) -> task_service_pb2.CancelTaskResponse:
@@ -177,6 +196,28 @@ class TaskService(task_service_pb2_grpc.TaskServiceServicer):
         timeout = duration_us(request.timeout) if request.HasField("timeout") else self.core.timing.max_wait
         task = await self.core.wait(request.task_id, timeout, caller_access())
         return task_service_pb2.WaitTaskResponse(task=to_pb_task(task), done=task.status.terminal)
+
+    @stream
+    async def StreamTaskLog(
+        self, request: task_service_pb2.StreamTaskLogRequest, context: Context
+    ) -> AsyncIterator[httpbody_pb2.HttpBody]:
+        """FollowTaskLog as text, for the REST face (the web console reads its SSE)."""
+        fmt, last_event_id = tails.choose(context.invocation_metadata())
+        # An EventSource's Last-Event-ID is its own resume point: it wins.
+        after = _cursor(last_event_id or request.after_entry_id)
+        task = await self.hub.open(request.task_id, caller_access())
+        chunks = tails.stream(
+            self.hub.follow(task, after),
+            tails.Writer(fmt),
+            _entry_json,
+            _time_json,
+            lambda status: task_pb2.TaskStatus.Name(STATUS_TO_PB[status]),
+            _broken_json,
+            now_us(),
+            self.chunks,
+        )
+        async for chunk in chunks:
+            yield chunk
 
     @stream
     async def FollowTaskLog(

@@ -20,6 +20,7 @@ from tasktrail.api.dialects.crdb import CrdbTaskService
 from tasktrail.api.native import TaskService, TaskWriterService
 from tasktrail.auth import accounts, tokens, users
 from tasktrail.auth.gate import OPEN, Checks, Gate
+from tasktrail.auth.principal import Principal, Role
 from tasktrail.auth.throttle import Throttle, ThrottleSettings
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
 from tasktrail.controlplane.v1 import controlplane_pb2, controlplane_pb2_grpc
@@ -27,7 +28,7 @@ from tasktrail.core import housekeeping, metrics
 from tasktrail.core.changes import CHANGE_POLL_INTERVAL, ChangeFeed
 from tasktrail.core.follow import FollowSettings, LogHub
 from tasktrail.core.housekeeping import Housekeeping
-from tasktrail.core.model import Retention
+from tasktrail.core.model import Access, Retention, Scope
 from tasktrail.core.tasks import TaskCore, Timing
 from tasktrail.core.validation import Limits
 from tasktrail.crdb.v1 import crdb_pb2, crdb_pb2_grpc
@@ -119,6 +120,14 @@ class Running:
         await self.store.close()
 
 
+ANONYMOUS = Principal(
+    token_id="anonymous",
+    name="anyone on port 3000",
+    role=Role.READER,
+    access=Access.everything().restricted_to((Scope.DATABASE, Scope.HOST)),
+)
+
+
 def gates(store: Store, settings: ServerSettings) -> dict[str, Gate]:
     """One gate a surface (each says what is missing in its own words); all check
     the same credentials, count the same failures and the same request limits."""
@@ -134,8 +143,11 @@ def gates(store: Store, settings: ServerSettings) -> dict[str, Gate]:
     )
     token_missing = "a token is required: metadata authorization: Bearer <token>"
     recheck = settings.recheck_interval
+    # Through port 3000's REST face of the native API, anyone sees what that port
+    # shows anyone (database and host tasks), unless it asks for a credential.
+    anonymous = None if settings.controlplane_auth else ANONYMOUS
     return {
-        "native": Gate(checks, token_missing, recheck=recheck),
+        "native": Gate(checks, token_missing, recheck=recheck, anonymous=anonymous),
         "controlplane": Gate(checks, token_missing, recheck=recheck) if settings.controlplane_auth else OPEN,
         # The cloud API always needs an account's keys (a token works too, over gRPC, with a limit of its own).
         "cloud": Gate(

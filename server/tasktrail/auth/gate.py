@@ -117,6 +117,10 @@ class Admission:
 
 
 OPEN_ADMISSION = Admission(None, None)
+# Set by Envoy (and removed from what any client sends) on the routes of a face
+# that lets a caller without a credential in: the REST face of the native API
+# on port 3000, where anyone sees what that port shows anyone.
+ANONYMOUS_HEADER = "x-tasktrail-anonymous"
 Context = aio.ServicerContext[Any, Any]
 
 
@@ -143,6 +147,7 @@ class Gate:
         *,
         limit_tokens: bool = False,
         recheck: float = 2.0,
+        anonymous: Principal | None = None,
     ) -> None:
         # No checks: the gate is open (a port that asks for no credential, or a test).
         self.checks = checks
@@ -150,6 +155,8 @@ class Gate:
         # Whether token callers count against a limit of their own too (the cloud surface).
         self.limit_tokens = limit_tokens
         self.recheck = recheck
+        # Who a caller without a credential is, on a route Envoy marks (ANONYMOUS_HEADER); None: refused.
+        self.anonymous = anonymous
         self._valid: OrderedDict[bytes, tuple[float, bool]] = OrderedDict()
 
     async def admit(self, context: Context, need: Requirement) -> Admission:
@@ -158,7 +165,11 @@ class Gate:
         if checks is None:
             return OPEN_ADMISSION
         address = client_address(context)
-        credential = self._credential(context.invocation_metadata())
+        metadata = context.invocation_metadata()
+        if self.anonymous is not None and _without_credential(metadata) and _marked_anonymous(metadata):
+            current.set(self.anonymous)
+            return Admission(self.anonymous, None)
+        credential = self._credential(metadata)
         user = credential.values[0] if credential.kind == "password" and credential.values[0] else None
         try:
             if checks.throttle is not None:
@@ -240,6 +251,14 @@ class Gate:
         self._valid.move_to_end(key)
         while len(self._valid) > 10_000:
             self._valid.popitem(last=False)
+
+
+def _without_credential(metadata: Any) -> bool:
+    return not any(key in ("authorization", "x-api-key", "x-api-secret-key") for key, _ in metadata or ())
+
+
+def _marked_anonymous(metadata: Any) -> bool:
+    return any(key == ANONYMOUS_HEADER and value == "1" for key, value in metadata or ())
 
 
 _PROBLEMS = {

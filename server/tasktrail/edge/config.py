@@ -22,6 +22,22 @@ ASSETS = importlib.resources.files("tasktrail.edge")
 TEMPLATE = ASSETS / "envoy"
 # The REST ports' OpenAPI documents (gen/openapi, made by edge/openapi.py), served at /v1/openapi.json.
 OPENAPI = ("controlplane", "cloud", "crdb")
+# The web console's files (console/index.html, console/assets/*), served on port 3000 under /ui/.
+CONSOLE = ASSETS / "console"
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+}
+# The console runs only its own scripts and talks only to its own origin.
+CONSOLE_HEADERS = {
+    "content-security-policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-cache",
+}
 
 
 def envoy_binary() -> str:
@@ -107,12 +123,66 @@ def write(config: EdgeConfig, directory: Path) -> Path:
     openapi.mkdir(exist_ok=True)
     for face in OPENAPI:
         (openapi / f"{face}.json").write_bytes((ASSETS / "openapi" / f"{face}.json").read_bytes())
+    console = directory / "console"
+    (console / "assets").mkdir(parents=True, exist_ok=True)
+    (console / "index.html").write_bytes((CONSOLE / "index.html").read_bytes())
+    for asset in console_assets():
+        (console / "assets" / asset).write_bytes((CONSOLE / "assets" / asset).read_bytes())
     path = directory / "envoy.yaml"
-    path.write_text(render(config, descriptor, lua, openapi))
+    path.write_text(render(config, descriptor, lua, openapi, console))
     return path
 
 
-def render(config: EdgeConfig, descriptor: Path, lua: Path, openapi: Path) -> str:
+def console_assets() -> list[str]:
+    """The console's asset files (names), those of a type it serves."""
+    folder = CONSOLE / "assets"
+    return sorted(f.name for f in folder.iterdir() if Path(f.name).suffix in CONTENT_TYPES)
+
+
+def console_routes(console: Path) -> str:
+    """Port 3000's routes for the console, as YAML flow mappings (one a line):
+    each asset by name, /ui to /ui/, and index.html for every other GET under
+    /ui/ (the console's own paths, such as /ui/tasks/<id>)."""
+    off = {
+        "envoy.filters.http.grpc_json_transcoder": {
+            "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+            "disabled": True,
+        }
+    }
+    get = [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}]
+
+    def serve(match: dict[str, object], file: Path) -> dict[str, object]:
+        headers = {**CONSOLE_HEADERS, "content-type": CONTENT_TYPES[file.suffix]}
+        return {
+            "match": {**match, "headers": get},
+            "direct_response": {"status": 200, "body": {"filename": str(file)}},
+            "response_headers_to_add": [
+                {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                for k, v in headers.items()
+            ],
+            "typed_per_filter_config": off,
+        }
+
+    routes: list[dict[str, object]] = [
+        serve({"path": f"/ui/assets/{name}"}, console / "assets" / name) for name in console_assets()
+    ]
+    to_slash = {"path_redirect": "/ui/"}
+    routes.append({"match": {"path": "/ui", "headers": get}, "redirect": to_slash, "typed_per_filter_config": off})
+    routes.append(serve({"prefix": "/ui/"}, console / "index.html"))
+    routes.append(
+        {
+            "match": {"safe_regex": {"regex": "/ui(/.*)?"}},
+            "direct_response": {"status": 405, "body": {"inline_string": "GET"}},
+            "response_headers_to_add": [
+                {"header": {"key": "allow", "value": "GET, HEAD"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            ],
+            "typed_per_filter_config": off,
+        }
+    )
+    return "\n              ".join("- " + json.dumps(route) for route in routes)
+
+
+def render(config: EdgeConfig, descriptor: Path, lua: Path, openapi: Path, console: Path) -> str:
 
     def cluster_type(backends: Sequence[tuple[str, int]]) -> str:
         # Addresses as they are; host names resolved, and followed as DNS changes.
@@ -173,6 +243,7 @@ def render(config: EdgeConfig, descriptor: Path, lua: Path, openapi: Path) -> st
         lua_errors=str(lua),
         access_log=access_log,
         **{f"openapi_{face}": str(openapi / f"{face}.json") for face in OPENAPI},
+        console_routes=console_routes(console),
     )
 
 

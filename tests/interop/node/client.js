@@ -1,13 +1,14 @@
 // A gRPC client in another language: Node's @grpc/grpc-js, with the service
-// definitions loaded from tasktrail's descriptor set (gen/tasktrail.binpb).
-// Usage: node client.js <host:port> <descriptor set> <database id> <token>
+// definitions loaded from tasktrail's descriptor set (gen/tasktrail.binpb) and
+// its retry policy from the published service config (gen/grpc_service_config.json).
+// Usage: node client.js <host:port> <descriptor set> <database id> <token> <service config>
 // Prints one JSON document: a list page, one task and its log.
 "use strict";
 const fs = require("fs");
 const grpc = require("@grpc/grpc-js");
 const protoLoader = require("@grpc/proto-loader");
 
-const [target, descriptorPath, databaseId, token] = process.argv.slice(2);
+const [target, descriptorPath, databaseId, token, serviceConfigPath] = process.argv.slice(2);
 const definition = protoLoader.loadFileDescriptorSetFromBuffer(fs.readFileSync(descriptorPath), {
   keepCase: true,
   enums: String,
@@ -15,7 +16,10 @@ const definition = protoLoader.loadFileDescriptorSetFromBuffer(fs.readFileSync(d
   defaults: false,
 });
 const api = grpc.loadPackageDefinition(definition);
-const client = new api.tasktrail.v1.TaskService(target, grpc.credentials.createInsecure());
+// grpc-js validates the config here and throws on one it cannot use.
+const client = new api.tasktrail.v1.TaskService(target, grpc.credentials.createInsecure(), {
+  "grpc.service_config": fs.readFileSync(serviceConfigPath, "utf8"),
+});
 
 const metadata = new grpc.Metadata();
 metadata.add("authorization", `Bearer ${token}`);

@@ -14,8 +14,7 @@ from typing import Any
 
 from google.api import httpbody_pb2
 
-from tasktrail.api import Context, HttpError, HttpErrors, Surface, caller_access, endpoint, stream
-from tasktrail.api.dialects import tails
+from tasktrail.api import Context, HttpError, HttpErrors, Surface, caller_access, endpoint, stream, tails
 from tasktrail.api.dialects.goa import Validation, designed, go_uuid_parse
 from tasktrail.api.dialects.rendering import Rendered, rfc3339
 from tasktrail.auth.gate import OPEN, Gate
