@@ -50,10 +50,10 @@ run: $(STAMP)
 # Both runs must run: an unreachable PostgreSQL fails the second, never skips it.
 test: lint gen-check test-sqlite test-postgres
 
-test-sqlite: $(STAMP)
+test-sqlite: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-postgres: $(STAMP) postgres
+test-postgres: $(STAMP) postgres chromium
 	TASKTRAIL_TEST_DATABASE=$(PG_TEST_URL) TASKTRAIL_TEST_REPLICAS=3 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The machine's PostgreSQL, started if it is down (Debian's cluster tools).

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,3 +149,48 @@ def test_completion_script_knows_every_command(stack: Stack, shell: str, tmp_pat
         )
         done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=30, check=True)
         assert done.stdout.split() == ["list"]
+
+
+def test_an_unreachable_target_is_said_within_seconds(tmp_path: Path) -> None:
+    """Before: 59 s, then gRPC's `failed to connect to all addresses`."""
+    with socket.socket() as held:  # a port nothing answers on: bound, never listening
+        held.bind(("127.0.0.1", 0))
+        target = f"127.0.0.1:{held.getsockname()[1]}"
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "tasktrail", "tasks", "list", "--target", target, "--token", "x"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        took = time.monotonic() - started
+    assert done.returncode == 1
+    assert f"cannot reach a tasktrail server at {target} (--target) within 3 s" in done.stderr
+    assert "Is `tasktrail up` running?" in done.stderr
+    assert took < 10, took
+
+
+@pytest.mark.parametrize("command", [["tokens", "list"], ["users", "list"], ["accounts", "create", "--name", "x"]])
+def test_admin_commands_never_make_a_store(tmp_path: Path, command: list[str]) -> None:
+    """Before: run from another directory, they made ./data/tasktrail.db there and
+    minted credentials the running server never saw."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tasktrail", *command], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 1
+    assert f"store: sqlite:///{tmp_path}/data/tasktrail.db" in done.stderr
+    assert f"there is no store at {tmp_path}/data/tasktrail.db" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_admin_commands_say_which_store(stack: Stack) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tasktrail", "tokens", "list", *stack.store_args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stderr.startswith("store: ")
+    assert "dev" in done.stdout

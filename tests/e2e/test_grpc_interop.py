@@ -146,7 +146,7 @@ def test_the_service_config_loads(stack: Stack) -> None:
     assert ("tasktrail.v1.TaskService", "GetTask") in named
     assert ("tasktrail.v1.TaskWriterService", "AppendLogEntries") not in named  # only with an append_id
     request = task_service_pb2.ListTasksRequest(scope=task_pb2.SCOPE_DATABASE, entity_id="example")
-    auth = [("authorization", f"Bearer {stack.token}")]
+    auth = (("authorization", f"Bearer {stack.token}"),)
     with grpc.insecure_channel(stack.grpc_target, options=[("grpc.service_config", config)]) as channel:
         assert task_service_pb2_grpc.TaskServiceStub(channel).ListTasks(request, metadata=auth, timeout=10).tasks
     bad = '{"methodConfig": [{"name": [{}], "retryPolicy": {}}]}'

@@ -340,9 +340,11 @@ def test_health_answers_fast_while_every_attack_runs(guarded: Stack) -> None:
         for attacker in attackers:
             attacker.join(30)
     took.sort()
-    p99 = took[int(len(took) * 0.99)]
-    # A stall was seconds; on two busy cores a scheduling hiccup is tens of milliseconds.
-    assert p99 < 0.5, f"health p99 {p99 * 1000:.0f} ms over {len(took)} checks"
+    p95 = took[int(len(took) * 0.95)]
+    # Under 100 ms as a rule, and never a stall (one was seconds); the slowest few may
+    # meet a scheduling hiccup on two cores shared with the attackers and the test.
+    assert p95 < 0.1, f"health p95 {p95 * 1000:.0f} ms over {len(took)} checks"
+    assert took[-1] < 1.0, f"health slowest {took[-1] * 1000:.0f} ms"
 
 
 # -- what `up` keeps private ---------------------------------------------------------------

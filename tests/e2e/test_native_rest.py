@@ -55,7 +55,12 @@ def test_a_task_its_log_and_filters(stack: Stack, http: httpx.Client) -> None:
     log = http.get(f"/api/v1/tasks/{SAMPLE}/log", params={"page_size": 3}).json()
     assert log["entries"][0]["message"] == "refreshing current state"
     assert log["has_more"] is True
-    params = {"scope": "SCOPE_DATABASE", "entity_id": "example", "statuses": "TASK_STATUS_COMPLETED", "page_size": 2}
+    params: dict[str, str | int] = {
+        "scope": "SCOPE_DATABASE",
+        "entity_id": "example",
+        "statuses": "TASK_STATUS_COMPLETED",
+        "page_size": 2,
+    }
     page = http.get("/api/v1/tasks", params=params).json()
     assert len(page["tasks"]) == 2
     assert {t["status"] for t in page["tasks"]} == {"TASK_STATUS_COMPLETED"}
@@ -117,7 +122,7 @@ def test_the_anonymous_mark_cannot_be_forged_on_the_grpc_port(stack: Stack) -> N
         reader = task_service_pb2_grpc.TaskServiceStub(channel)
         with pytest.raises(grpc.RpcError) as refused:
             reader.GetTask(
-                task_service_pb2.GetTaskRequest(task_id=SAMPLE), metadata=[("x-tasktrail-anonymous", "1")], timeout=10
+                task_service_pb2.GetTaskRequest(task_id=SAMPLE), metadata=(("x-tasktrail-anonymous", "1"),), timeout=10
             )
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     # Nor does the mark stand in for a writer's token on port 3000: the writer API is not routed there.

@@ -17,7 +17,7 @@ import pytest
 from tasktrail.edge import sample
 from tasktrail.v1 import task_pb2, task_service_pb2, writer_service_pb2
 from tests.support import databases
-from tests.support.stack import start_stack, stop_stack
+from tests.support.stack import Stack, same_ports, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -154,3 +154,25 @@ def test_sigterm_lets_in_flight_calls_finish(tmp_path: Path) -> None:
             server.kill()
             server.wait()
         databases.drop(url)
+
+
+def up_again(stack: Stack, data_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "tasktrail", "up", "--data-dir", str(data_dir), "--database-url", stack.database_url]
+    return subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=60)
+
+
+def test_a_second_up_refuses_at_once_and_touches_nothing(stack: Stack, tmp_path: Path) -> None:
+    """A second `up` on the same data directory, or on ports in use, exits 1 with
+    a sentence (before, it printed the banner, found the first instance's servers
+    healthy, and restarted its own Envoy for ever into the first one's logs)."""
+    logs = {p.name: p.stat().st_size for p in (stack.data_dir / "logs").glob("*.log") if p.name != "access.log"}
+    same_dir = up_again(stack, stack.data_dir, *same_ports(stack))
+    assert same_dir.returncode == 1
+    assert f"another tasktrail up (pid {stack.proc.pid}) is running with the data directory" in same_dir.stderr
+    assert "tasktrail is up" not in same_dir.stdout + same_dir.stderr
+    rest_port = stack.rest.rsplit(":", 1)[1]
+    elsewhere = up_again(stack, tmp_path / "other", *same_ports(stack))
+    assert elsewhere.returncode == 1
+    assert f"port {rest_port} on 127.0.0.1 (--rest-port) is in use" in elsewhere.stderr
+    assert "tasktrail is up" not in elsewhere.stdout + elsewhere.stderr
+    assert {p.name: p.stat().st_size for p in (stack.data_dir / "logs").glob("*.log") if p.name != "access.log"} == logs

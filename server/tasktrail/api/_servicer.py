@@ -31,7 +31,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar, overload
 
 import grpc
 from google.protobuf import any_pb2
@@ -173,10 +173,11 @@ class Surface:
     need: Requirement = Requirement.READER
     check: Check | None = None
 
-    async def admit(self, context: Context, name: str) -> tuple[Headers, Admission]:
-        """The caller, checked by the gate (a refusal is this surface's answer), and
+    async def admit(self, context: Context, name: str, need: Requirement | None = None) -> tuple[Headers, Admission]:
+        """The caller, checked by the gate against the call's need (the surface's,
+        unless the method states its own; a refusal is this surface's answer), and
         the headers any further check adds."""
-        admission = await self.answer(context, self.gate.admit(context, self.need), name)
+        admission = await self.answer(context, self.gate.admit(context, need or self.need), name)
         headers = () if self.check is None else await self.answer(context, self.check(context), name)
         return headers, admission
 
@@ -201,38 +202,57 @@ class Served(Protocol):
     surface: Surface
 
 
-def endpoint(fn: Callable[[S, Req, Context], Awaitable[Resp]]) -> Callable[[S, Req, Context], Awaitable[Resp]]:
-    """A unary method of a servicer, admitted and answered by its surface."""
+Unary = Callable[[S, Req, Context], Awaitable[Resp]]
 
+
+@overload
+def endpoint(fn: Unary[S, Req, Resp], /) -> Unary[S, Req, Resp]: ...
+
+
+@overload
+def endpoint(*, need: Requirement) -> Callable[[Unary[S, Req, Resp]], Unary[S, Req, Resp]]: ...
+
+
+def endpoint(
+    fn: Unary[S, Req, Resp] | None = None, /, *, need: Requirement | None = None
+) -> Unary[S, Req, Resp] | Callable[[Unary[S, Req, Resp]], Unary[S, Req, Resp]]:
+    """A unary method of a servicer, admitted and answered by its surface.
+    `@endpoint(need=Requirement.OPERATOR)` states a need of its own (a cancel on a
+    surface of readers), in place of the surface's."""
+    if fn is None:
+        return functools.partial(_endpoint, need=need)
+    return _endpoint(fn, need)
+
+
+def _endpoint(fn: Unary[S, Req, Resp], need: Requirement | None) -> Unary[S, Req, Resp]:
     name, method = fn.__qualname__, fn.__name__
 
     @functools.wraps(fn)
     async def wrapper(self: S, request: Req, context: Context) -> Resp:
         surface = self.surface
+        needs = need or surface.need
         started = time.perf_counter()
         try:
             if isinstance(request, Malformed):
                 await surface.fail(context, errors.InvalidArgument(request.message), name)
-            headers, _ = await surface.admit(context, name)
+            headers, _ = await surface.admit(context, name, needs)
             reply = await surface.answer(context, fn(self, request, context), name, headers)
             if headers:
                 await context.send_initial_metadata(headers)
         except aio.AbortError:
-            _done(context, surface, method, _answered(context), time.perf_counter() - started)
+            _done(context, surface, method, _answered(context), time.perf_counter() - started, needs)
             raise
-        _done(context, surface, method, "OK", time.perf_counter() - started)
+        _done(context, surface, method, "OK", time.perf_counter() - started, needs)
         return reply
 
     return wrapper
 
 
-def _done(context: Context, surface: Surface, method: str, code: str, seconds: float | None) -> None:
-    """A call answered: counted, and logged as --log-requests says (a write or a
-    failure by default: a read that succeeded is Envoy's access log's business)."""
+def _done(context: Context, surface: Surface, method: str, code: str, seconds: float | None, need: Requirement) -> None:
+    """A call answered: counted, and logged as --log-requests says (a write, a
+    cancel or a failure by default: a read that succeeded is Envoy's access log's business)."""
     metrics.request(surface.name, method, code, seconds)
-    if LOG_REQUESTS == "none" or (
-        LOG_REQUESTS == "writes" and code == "OK" and surface.need is not Requirement.WRITER and "Cancel" not in method
-    ):
+    if LOG_REQUESTS == "none" or (LOG_REQUESTS == "writes" and code == "OK" and need is Requirement.READER):
         return
     principal = current.get()
     caller = None if principal is None else principal.account_id or principal.token_id
@@ -283,9 +303,9 @@ def stream(
                 await surface.fail(context, errors.InvalidArgument(request.message), name)
             headers, admission = await surface.admit(context, name)
         except aio.AbortError:
-            _done(context, surface, method, _answered(context), None)
+            _done(context, surface, method, _answered(context), None, surface.need)
             raise
-        _done(context, surface, method, "OK", None)  # a stream opened: counted, not timed
+        _done(context, surface, method, "OK", None, surface.need)  # a stream opened: counted, not timed
         watch = _Revocation.watch(surface.gate, admission)
         try:
             async for item in fn(self, request, context):

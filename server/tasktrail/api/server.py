@@ -19,7 +19,7 @@ from tasktrail.api.dialects.controlplane import ControlPlaneTaskService
 from tasktrail.api.dialects.crdb import CrdbTaskService
 from tasktrail.api.native import TaskService, TaskWriterService
 from tasktrail.auth import accounts, tokens, users
-from tasktrail.auth.gate import OPEN, Checks, Gate
+from tasktrail.auth.gate import OPEN, TOKEN_REQUIRED, TOKEN_REQUIRED_REST, Checks, Gate
 from tasktrail.auth.principal import Principal, Role
 from tasktrail.auth.throttle import Throttle, ThrottleSettings
 from tasktrail.cloud.v1 import cloud_pb2, cloud_pb2_grpc
@@ -123,7 +123,7 @@ class Running:
 ANONYMOUS = Principal(
     token_id="anonymous",
     name="anyone on port 3000",
-    role=Role.READER,
+    role=Role.OPERATOR,  # reads and cancels, as port 3000 lets anyone; never writes
     access=Access.everything().restricted_to((Scope.DATABASE, Scope.HOST)),
 )
 
@@ -141,14 +141,14 @@ def gates(store: Store, settings: ServerSettings) -> dict[str, Gate]:
         throttle=Throttle(store, settings.throttle),
         limit=SharedWindow(store, settings.cloud.rate_limit, settings.cloud.rate_window),
     )
-    token_missing = "a token is required: metadata authorization: Bearer <token>"
+    token_missing = TOKEN_REQUIRED
     recheck = settings.recheck_interval
     # Through port 3000's REST face of the native API, anyone sees what that port
     # shows anyone (database and host tasks), unless it asks for a credential.
     anonymous = None if settings.controlplane_auth else ANONYMOUS
     return {
         "native": Gate(checks, token_missing, recheck=recheck, anonymous=anonymous),
-        "controlplane": Gate(checks, token_missing, recheck=recheck) if settings.controlplane_auth else OPEN,
+        "controlplane": Gate(checks, TOKEN_REQUIRED_REST, recheck=recheck) if settings.controlplane_auth else OPEN,
         # The cloud API always needs an account's keys (a token works too, over gRPC, with a limit of its own).
         "cloud": Gate(
             checks, "the x-api-key and x-api-secret-key headers are required", limit_tokens=True, recheck=recheck

@@ -53,4 +53,5 @@ async def authenticate(store: Store, api_key: str, secret_key: str) -> Principal
     if row is None or not hmac.compare_digest(row[1], sha256_hex(api_key)):
         return None
     account_id, _, key_id, name = row
-    return Principal(key_id, name, Role.READER, Access.of((Scope.ACCOUNT, account_id)), account_id=account_id)
+    # Operators of their own tasks: they read and cancel them (gRPC's CancelTask), never write.
+    return Principal(key_id, name, Role.OPERATOR, Access.of((Scope.ACCOUNT, account_id)), account_id=account_id)

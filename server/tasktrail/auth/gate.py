@@ -8,9 +8,9 @@ the principal it hands on.
 
 In order: a client address that failed too often is refused at once; the
 credential is checked (a failure counts against the address, and for a
-password against the user name); the call's need is met (a writer call needs a
-writer); an account's requests count against its rate limit, on every
-surface. Each refusal is a core error (UNAUTHENTICATED, PERMISSION_DENIED,
+password against the user name); the call's need is met (a reader reads, an
+operator also cancels, a writer also writes); an account's requests count
+against its rate limit, on every surface. Each refusal is a core error (UNAUTHENTICATED, PERMISSION_DENIED,
 RESOURCE_EXHAUSTED, UNAVAILABLE when the store cannot be read), which the
 surface answers in its own shape.
 
@@ -117,6 +117,14 @@ class Admission:
 
 
 OPEN_ADMISSION = Admission(None, None)
+# What a call without a credential is told on the gRPC port (and the native
+# API's REST face, when it asks for a token): what to do, in the service's words.
+TOKEN_REQUIRED = (
+    "a token is required: pass --token or set TASKTRAIL_TOKEN (the CLI reads ./data/dev-token when run where "
+    "`tasktrail up` keeps its data); gRPC clients send metadata authorization: Bearer <token>"
+)
+# The same on port 3000 when `--controlplane-auth` asks for one.
+TOKEN_REQUIRED_REST = "a token is required on this port: send the header Authorization: Bearer <token>"
 # Set by Envoy (and removed from what any client sends) on the routes of a face
 # that lets a caller without a credential in: the REST face of the native API
 # on port 3000, where anyone sees what that port shows anyone.
@@ -143,7 +151,7 @@ class Gate:
     def __init__(
         self,
         checks: Checks | None,
-        missing: str = "a token is required: metadata authorization: Bearer <token>",
+        missing: str = TOKEN_REQUIRED,
         *,
         limit_tokens: bool = False,
         recheck: float = 2.0,
@@ -167,6 +175,8 @@ class Gate:
         address = client_address(context)
         metadata = context.invocation_metadata()
         if self.anonymous is not None and _without_credential(metadata) and _marked_anonymous(metadata):
+            if not self.anonymous.may(need):
+                raise errors.PermissionDenied(refusal(self.anonymous, need, None))
             current.set(self.anonymous)
             return Admission(self.anonymous, None)
         credential = self._credential(metadata)
@@ -180,8 +190,8 @@ class Gate:
                 if checks.throttle is not None:
                     await checks.throttle.failed(address, user)
                 raise errors.Unauthenticated(_PROBLEMS[credential.kind])
-            if need is Requirement.WRITER and not principal.can_write:
-                raise errors.PermissionDenied("this call needs a writer token")
+            if not principal.may(need):
+                raise errors.PermissionDenied(refusal(principal, need, credential.kind))
             current.set(principal)
             await self._limit(checks, principal)
         except errors.CoreError:
@@ -259,6 +269,29 @@ def _without_credential(metadata: Any) -> bool:
 
 def _marked_anonymous(metadata: Any) -> bool:
     return any(key == ANONYMOUS_HEADER and value == "1" for key, value in metadata or ())
+
+
+# What a refused call needed, and which roles have it.
+_NEEDS = {
+    Requirement.OPERATOR: ("cancelling a task needs an operator or writer token", "operator"),
+    Requirement.WRITER: ("writing tasks needs a writer token", "writer"),
+}
+
+
+def refusal(principal: Principal, need: Requirement, kind: str | None) -> str:
+    """Why a caller may not make a call, and what would let it: one sentence."""
+    needed, role = _NEEDS.get(need, (f"this call needs the {need.value} role", need.value))
+    if kind == "token":
+        held = principal.role.value
+        article = "an" if held[0] in "aeiou" else "a"
+        return f"{needed}; this token is {article} {held} (tasktrail tokens create --role {role} makes one)"
+    whom = {
+        "keys": "a cloud account's API keys",
+        "password": "an enterprise user",
+        None: "a caller without a credential",
+    }.get(kind, "this credential")
+    may = {"reader": "only reads", "operator": "only reads and cancels"}.get(principal.role.value, "may not")
+    return f"{needed}; {whom} {may} tasks"
 
 
 _PROBLEMS = {

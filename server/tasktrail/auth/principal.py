@@ -13,15 +13,30 @@ from tasktrail.core.model import Access, Range, Scope
 
 
 class Role(enum.Enum):
+    """What a caller may do (docs/security.md): a reader reads; an operator reads
+    and cancels; a writer does everything (creates, claims, updates and logs tasks,
+    and cancels them). Grants say which tasks, the role what with them."""
+
     READER = "reader"
+    OPERATOR = "operator"
     WRITER = "writer"
 
 
 class Requirement(enum.Enum):
-    """What a call needs of its caller."""
+    """What a call needs of its caller: each role meets its own need and those below it."""
 
     READER = "reader"
+    OPERATOR = "operator"
     WRITER = "writer"
+
+
+_RANK = {Role.READER: 0, Role.OPERATOR: 1, Role.WRITER: 2}
+_NEEDED = {Requirement.READER: 0, Requirement.OPERATOR: 1, Requirement.WRITER: 2}
+
+
+def meets(role: Role, need: Requirement) -> bool:
+    """Whether a caller of `role` may make a call that needs `need`."""
+    return _RANK[role] >= _NEEDED[need]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +51,9 @@ class Principal:
     @property
     def can_write(self) -> bool:
         return self.role is Role.WRITER
+
+    def may(self, need: Requirement) -> bool:
+        return meets(self.role, need)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,8 +5,9 @@ secret is 256 random bits, so a fast hash is a safe one), never the secret
 itself. Every call checks the token against the store, so a revoked token
 stops working at once, in every process.
 
-Roles: a reader reads tasks in its grants; a writer also writes them. Grants
-are whole scopes ("database") or single entities ("account:1234").
+Roles: a reader reads tasks in its grants; an operator also cancels them; a
+writer also creates and writes them (and cancels). Grants are whole scopes
+("database") or single entities ("account:1234").
 """
 
 from __future__ import annotations

@@ -146,4 +146,5 @@ class Verifier:
 
 
 def _principal(username: str) -> Principal:
-    return Principal(f"user:{username}", username, Role.READER, Access(scopes=frozenset({Scope.CRDB})))
+    # Every user reads and cancels every CRDB task (as Redis Enterprise grants it to every role), never writes.
+    return Principal(f"user:{username}", username, Role.OPERATOR, Access(scopes=frozenset({Scope.CRDB})))

@@ -1,10 +1,24 @@
-"""Options every printing command shares."""
+"""Options every printing command shares, and the parser of a command's subcommands."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 OUTPUTS = ("table", "json")
+
+
+class StrictParser(argparse.ArgumentParser):
+    """A subcommand's parser (`tasks list`, `tokens create`…): an argument it does
+    not know is its own error, told with its own usage. (argparse hands unknown
+    arguments up to the top-level parser, which would print `tasktrail`'s usage.)
+    Pass it as `add_subparsers(parser_class=StrictParser)`."""
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed, extras
 
 
 def add_output(p: argparse.ArgumentParser) -> None:

@@ -15,14 +15,14 @@ import json
 
 from tasktrail.auth import accounts
 from tasktrail.cli import options
-from tasktrail.cli._args import add_output
+from tasktrail.cli._args import StrictParser, add_output
 from tasktrail.cli._output import table, utc_minute
 from tasktrail.cli._store import write_once
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands = sub.add_parser("accounts", help="cloud accounts (the cloud API on port 8443)").add_subparsers(
-        dest="accounts_command", required=True
+        dest="accounts_command", required=True, parser_class=StrictParser
     )
     p = commands.add_parser("create", help="a new account; its id and account key (x-api-key) are shown once")
     options.add(p, options.DATABASE)
@@ -32,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(run=run_create_account)
 
     commands = sub.add_parser("keys", help="user keys of cloud accounts (x-api-secret-key)").add_subparsers(
-        dest="keys_command", required=True
+        dest="keys_command", required=True, parser_class=StrictParser
     )
     p = commands.add_parser("create", help="a new user key; its secret is shown once")
     options.add(p, options.DATABASE)

@@ -9,13 +9,13 @@ import json
 import sys
 
 from tasktrail.cli import options
-from tasktrail.cli._args import add_output
+from tasktrail.cli._args import StrictParser, add_output
 from tasktrail.edge import tls
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands = sub.add_parser("certs", help="client certificates from the local CA").add_subparsers(
-        dest="certs_command", required=True
+        dest="certs_command", required=True, parser_class=StrictParser
     )
     p = commands.add_parser("client", help="a client certificate and key, signed by the local CA")
     options.add(p, options.DATABASE[:1])

@@ -8,13 +8,16 @@ import sys
 
 import grpc
 
+from tasktrail.cli._args import StrictParser
 from tasktrail.cli._client import EXIT_COMPLETED, EXIT_UNSUCCESSFUL, add_client_options, connect, failed
 from tasktrail.cli._output import as_json, format_entry, paint, status_name
 from tasktrail.client import FollowError
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    logs = sub.add_parser("logs", help="read task logs").add_subparsers(dest="logs_command", required=True)
+    logs = sub.add_parser("logs", help="read task logs").add_subparsers(
+        dest="logs_command", required=True, parser_class=StrictParser
+    )
     p = logs.add_parser("get", help="a task's log, oldest first")
     add_client_options(p)
     p.add_argument("task_id")

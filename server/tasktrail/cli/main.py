@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from tasktrail.cli import log_format
+from tasktrail.cli._args import StrictParser
 
 # Command → (the module that defines it, what it does, for the top-level help).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -48,7 +49,7 @@ def build_parser(argv: Sequence[str] = (), every: bool = False) -> argparse.Argu
     parser = argparse.ArgumentParser(prog="tasktrail", description="The task service of a database control plane.")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.add_argument("--version", action="version", version=f"tasktrail {importlib.metadata.version('tasktrail')}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=StrictParser)
     chosen = _chosen(argv)
     modules = {m for m, _ in COMMANDS.values()} if every else {COMMANDS[chosen][0]} if chosen in COMMANDS else set()
     for module in dict.fromkeys(m for m, _ in COMMANDS.values() if m in modules):

@@ -12,6 +12,7 @@ import time
 
 import grpc
 
+from tasktrail.cli._args import StrictParser
 from tasktrail.cli._client import EXIT_COMPLETED, EXIT_TIMEOUT, EXIT_UNSUCCESSFUL, add_client_options, connect, failed
 from tasktrail.cli._output import (
     SCOPE_NAMES,
@@ -30,7 +31,7 @@ from tasktrail.v1 import task_pb2
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     tasks = sub.add_parser("tasks", help="list, show, cancel and wait for tasks").add_subparsers(
-        dest="tasks_command", required=True
+        dest="tasks_command", required=True, parser_class=StrictParser
     )
     p = tasks.add_parser("list", help="tasks, newest first")
     add_client_options(p)

@@ -13,19 +13,25 @@ import json
 from tasktrail.auth import tokens
 from tasktrail.auth.principal import Role
 from tasktrail.cli import options
-from tasktrail.cli._args import add_output
+from tasktrail.cli._args import StrictParser, add_output
 from tasktrail.cli._output import table, utc_minute
 from tasktrail.cli._store import write_once
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("tokens", help="access tokens: create, list, revoke")
-    commands = p.add_subparsers(dest="tokens_command", required=True)
+    commands = p.add_subparsers(dest="tokens_command", required=True, parser_class=StrictParser)
 
     c = commands.add_parser("create", help="make a token; its secret is shown once")
     options.add(c, options.DATABASE)
     c.add_argument("--name", required=True, help="who or what the token is for")
-    c.add_argument("--role", choices=[r.value for r in Role], default="reader")
+    c.add_argument(
+        "--role",
+        choices=[r.value for r in Role],
+        default="reader",
+        help="reader: reads tasks; operator: reads and cancels them; writer: also creates and writes them "
+        "(default: reader)",
+    )
     c.add_argument(
         "--grant",
         action="append",

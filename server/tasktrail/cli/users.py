@@ -16,14 +16,14 @@ import sys
 
 from tasktrail.auth import users
 from tasktrail.cli import options
-from tasktrail.cli._args import add_output
+from tasktrail.cli._args import StrictParser, add_output
 from tasktrail.cli._output import table, utc_minute
 from tasktrail.cli._store import write_once
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     commands = sub.add_parser("users", help="basic-auth users of the enterprise API (port 9443)").add_subparsers(
-        dest="users_command", required=True
+        dest="users_command", required=True, parser_class=StrictParser
     )
     p = commands.add_parser("create", help="a new user; without a password given, a random one is shown once")
     options.add(p, options.DATABASE)

@@ -15,7 +15,7 @@ import grpc
 from grpc import aio
 
 from tasktrail.client import _base
-from tasktrail.client.errors import TasktrailError
+from tasktrail.client.errors import TasktrailError, Unavailable
 from tasktrail.client.policies import RetryPolicy, Timeouts
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
 
@@ -118,6 +118,20 @@ class TaskClient(_ReaderBase):
     def close(self) -> None:
         """Close the channel."""
         self._channel.close()
+
+    def connect(self, timeout: float = 3.0) -> None:
+        """Connect now, and fail fast: a call retries for as long as its policy allows.
+
+        Args:
+            timeout: Seconds to wait for a connection.
+
+        Raises:
+            Unavailable: No server answered at the target within `timeout`.
+        """
+        try:
+            grpc.channel_ready_future(self._channel).result(timeout=timeout)
+        except grpc.FutureTimeoutError:
+            raise Unavailable(f"no tasktrail server answered at {self.target} within {timeout:g} s") from None
 
     def get(self, task_id: str) -> task_pb2.Task:
         """One task.

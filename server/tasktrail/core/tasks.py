@@ -424,6 +424,11 @@ class TaskCore:
         def request(tx: Transaction) -> CancelResult:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
+            if task.status is Status.CANCELING and force and not task.cancel_forced and task.held(now):
+                # A forced cancel after a plain one: the worker is told to stop even in its commit phase.
+                forced = dataclasses.replace(task, updated_at=now, cancel_forced=True)
+                saved = self._log_in_tx(tx, task, forced, "task cancel is forced", {"forced": True}, now)
+                return CancelResult(saved, requested=True)
             if task.status in (Status.CANCELING, Status.CANCELED):
                 # Asked already (or done: a retried cancel whose answer was lost): the task as it is.
                 if task.status is Status.CANCELING and not task.held(now):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -201,7 +203,9 @@ def banner(
     lines = [
         "",
         "tasktrail is up.",
+        f"  web console               {rest}/ui/" + ("  (sign in with a token)" if up.controlplane_auth else ""),
         f"  REST, control-plane API   {rest}" + ("  (needs a token)" if up.controlplane_auth else ""),
+        f"  REST, native API          {rest}/api/v1/tasks",
         f"  gRPC, every service       {host}:{up.grpc_port}" + ("  (TLS)" if up.grpc_tls else ""),
         f"  REST, cloud API (HTTPS)   https://{host}:{up.cloud_port}/v1",
         f"  REST, enterprise (HTTPS)  https://{host}:{up.crdb_port}/v1/crdb_tasks",
@@ -273,8 +277,81 @@ def metrics_dir(data_dir: Path) -> Path:
     return directory
 
 
+class AlreadyRunning(RuntimeError):
+    """Another `tasktrail up` holds the data directory, or a port is taken."""
+
+
+def hold_data_dir(data_dir: Path) -> IO[str]:
+    """Lock the data directory for this `up` (held while the file stays open;
+    the system lets go when the process ends, however it ends)."""
+    handle = open(data_dir / "up.lock", "a+")  # noqa: SIM115  # held for the process's life
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise AlreadyRunning(
+            f"another tasktrail up (pid {holder}) is running with the data directory {data_dir}: "
+            "stop it first, or give this one its own --data-dir and ports"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def ports_to_bind(settings: UpSettings) -> list[tuple[str, str, int]]:
+    """(flag, host, port) of every port this `up` will listen on."""
+    host = settings.host
+    named = [
+        ("--rest-port", host, settings.rest_port),
+        ("--grpc-port", host, settings.grpc_port),
+        ("--cloud-port", host, settings.cloud_port),
+        ("--crdb-port", host, settings.crdb_port),
+        ("--admin-port", settings.admin_host, settings.admin_port),
+    ]
+    if settings.metrics_port:
+        named.append(("--metrics-port", settings.admin_host, settings.metrics_port))
+    if not settings.backends:
+        lanes = settings.replicas + (1 if settings.write_lane else 0)
+        named += [("--server-port", host, settings.server_port + i) for i in range(lanes)]
+    return named
+
+
+def check_ports_free(settings: UpSettings) -> None:
+    """Refuse to start on a port something already listens on: otherwise the
+    health checks would find the other instance's servers and say all is well."""
+    for flag, host, port in ports_to_bind(settings):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As the servers and Envoy bind: a port left in TIME_WAIT is free, a listener is not.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise AlreadyRunning(
+                    f"port {port} on {host} ({flag}) is in use ({exc.strerror}): another tasktrail up, or "
+                    f"another program, listens there; stop it, or choose another port with {flag}"
+                ) from None
+
+
 def up(settings: UpSettings) -> int:
     data_dir = private_data_dir(settings.data_dir)
+    try:
+        lock = hold_data_dir(data_dir)
+        check_ports_free(settings)
+    except AlreadyRunning as exc:
+        log.error("%s", exc)
+        return 1
+    try:
+        return _up(settings, data_dir)
+    finally:
+        lock.close()
+
+
+def _up(settings: UpSettings, data_dir: Path) -> int:
     url = settings.database_url
     revision = migrate(url)
     log.info("schema at revision %s", revision)

@@ -15,6 +15,17 @@ from tasktrail.store.base import Store, StoreOptions, backend_of, normalize_url
 from tasktrail.store.migrate import SchemaOutdated, head_revision
 
 
+class NoStore(RuntimeError):
+    """No store at the URL: a SQLite file that does not exist (opening it would make one)."""
+
+
+def require_existing(url: str) -> None:
+    """Raise NoStore unless the store is there (a PostgreSQL database is asked when opened)."""
+    url = normalize_url(url)
+    if backend_of(url) == "sqlite" and not sqlite.sqlite_path(url).exists():
+        raise NoStore(f"there is no store at {sqlite.sqlite_path(url)}")
+
+
 def open_store(url: str, options: StoreOptions | None = None) -> Store:
     url = normalize_url(url)
     options = options or StoreOptions()
@@ -33,4 +44,4 @@ def migrate(url: str) -> str:
     return head_revision()
 
 
-__all__ = ["SchemaOutdated", "Store", "StoreOptions", "migrate", "open_store"]
+__all__ = ["NoStore", "SchemaOutdated", "Store", "StoreOptions", "migrate", "open_store", "require_existing"]

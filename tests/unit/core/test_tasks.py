@@ -261,3 +261,17 @@ async def test_the_reaper_waits_out_the_grace_past_a_lease(database_url: str) ->
         assert (await core.get_task(task.task_id)).status is Status.FAILED
     finally:
         await store.close()
+
+
+async def test_a_forced_cancel_after_a_plain_one_forces_it(core: TaskCore) -> None:
+    """Before: the force was dropped (the task was canceling already), so a worker
+    in its commit phase never heard it."""
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    await core.claim(task.task_id, "w", 60_000_000, None, EVERYTHING)
+    plain = await core.cancel(task.task_id)
+    assert (plain.task.status, plain.task.cancel_forced) == (Status.CANCELING, False)
+    forced = await core.cancel(task.task_id, force=True)
+    assert (forced.requested, forced.task.status, forced.task.cancel_forced) == (True, Status.CANCELING, True)
+    assert (await core.get_task(task.task_id)).cancel_forced
+    again = await core.cancel(task.task_id, force=True)
+    assert (again.requested, again.task.cancel_forced) == (False, True)

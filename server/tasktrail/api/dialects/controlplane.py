@@ -18,6 +18,7 @@ from tasktrail.api import Context, HttpError, HttpErrors, Surface, caller_access
 from tasktrail.api.dialects.goa import Validation, designed, go_uuid_parse
 from tasktrail.api.dialects.rendering import Rendered, rfc3339
 from tasktrail.auth.gate import OPEN, Gate
+from tasktrail.auth.principal import Requirement
 from tasktrail.controlplane.v1 import controlplane_pb2 as pb
 from tasktrail.controlplane.v1 import controlplane_pb2_grpc as pb_grpc
 from tasktrail.core import errors
@@ -105,6 +106,9 @@ def _translate(exc: errors.CoreError) -> HttpError:
             {"name": "unauthorized", "message": exc.message},
             (("goa-error", "unauthorized"), ("www-authenticate", 'Bearer realm="tasktrail"')),
         )
+    if isinstance(exc, errors.PermissionDenied):
+        # A token that may not do this (a reader's cancel, with --controlplane-auth): 403, said so.
+        return HttpError(403, {"name": "forbidden", "message": exc.message}, (("goa-error", "forbidden"),))
     if exc.reason == errors.STORE_FULL:
         return HttpError(
             507,
@@ -250,7 +254,8 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
         assert task_id is not None
         return await self._log(context, Scope.DATABASE, request.database_id, task_id, after, limit)
 
-    @endpoint
+    # Anyone may cancel on an open port, as on pgEdge's; with --controlplane-auth, an operator or a writer.
+    @endpoint(need=Requirement.OPERATOR)
     async def CancelDatabaseTask(self, request: pb.CancelDatabaseTaskRequest, context: Context) -> pb.Task:
         v = Validation()
         self._entity(v, "database_id", request.database_id)

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from tasktrail.api import Context, HttpError, HttpErrors, Surface, caller_access, endpoint
 from tasktrail.api.dialects.rendering import rfc3339
 from tasktrail.auth.gate import Gate
+from tasktrail.auth.principal import Requirement
 from tasktrail.core import errors
 from tasktrail.core.model import Access, Scope, Status, Task, TaskQuery
 from tasktrail.core.tasks import TaskCore
@@ -97,6 +98,9 @@ def _translate(exc: errors.CoreError) -> HttpError:
     if isinstance(exc, errors.Unauthenticated):
         # 401 with a Basic challenge, as a Redis Enterprise cluster answers.
         return error(401, "unauthorized", exc.message, (("www-authenticate", f'Basic realm="{REALM}"'),))
+    if isinstance(exc, errors.PermissionDenied):
+        # A reader's token over gRPC: 403, as the cluster answers a role without the permission.
+        return error(403, "forbidden", exc.message)
     if exc.reason == errors.STORE_FULL:
         return error(507, "insufficient_storage", exc.message, (("retry-after", "5"),))
     if isinstance(exc, errors.ResourceExhausted):
@@ -159,7 +163,7 @@ class CrdbTaskService(pb_grpc.CrdbTaskServiceServicer):
             task = await self.core.keep_result(request.task_id, self.access(), keep * 1_000_000)
         return render(task, request.verbose)
 
-    @endpoint
+    @endpoint(need=Requirement.OPERATOR)
     async def CancelCrdbTask(self, request: pb.CancelCrdbTaskRequest, context: Context) -> pb.CrdbTask:
         done = await self.core.cancel(request.task_id, self.access(), force=request.force)
         if not done.requested and done.task.status is Status.CANCELED:

@@ -67,7 +67,7 @@ document.addEventListener("keydown", (event) => {
   if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
   const target = event.target;
   if (target.closest("input, textarea, select, [contenteditable]") || document.querySelector("dialog[open]")) return;
-  const filter = main.querySelector("[data-filter]");
+  const filter = main.querySelector("[data-filter]:not(:disabled)");
   if (!filter) return;
   event.preventDefault();
   filter.focus();

@@ -73,7 +73,7 @@ export function listView(main, { search }) {
   });
   const type = h("input", {
     id: "f-type", name: "type", type: "text", spellcheck: "false", autocomplete: "off",
-    "aria-describedby": "f-type-hint",
+    "aria-describedby": "f-type-hint", "data-filter": "",
   });
   const boxes = STATUSES.map((s) => h("input", { type: "checkbox", name: "status", value: s, id: `f-status-${s}` }));
   const form = h("form", { class: "filters", role: "search", "aria-label": "Filter tasks" },
@@ -137,7 +137,7 @@ export function listView(main, { search }) {
 
   function row(task) {
     const sig = `${task.status}|${task.updated_at}|${task.completed_at}`;
-    let entry = rows.get(task.task_id);
+    const entry = rows.get(task.task_id);
     if (entry && entry.sig === sig) return entry.tr;
     const tr = h("tr", { "data-task-id": task.task_id, "data-status": task.status },
       h("td", { class: "mono" }, h("a", { href: taskHref(task.task_id) }, task.task_id)),

@@ -98,9 +98,12 @@ export class LogView {
     const count = this.shown;
     const v = this.viewport;
     this.spacer.style.height = `${count * ROW_HEIGHT}px`;
+    v.style.setProperty("--rows", String(count));
     if (this.following) v.scrollTop = v.scrollHeight;
-    const first = Math.max(0, Math.floor(v.scrollTop / ROW_HEIGHT) - OVERSCAN);
+    // scrollTop may still be past a list that just shrank (a filter): the
+    // browser clamps it, and the scroll event that follows renders again.
     const last = Math.min(count, Math.ceil((v.scrollTop + v.clientHeight) / ROW_HEIGHT) + OVERSCAN);
+    const first = Math.min(last, Math.max(0, Math.floor(v.scrollTop / ROW_HEIGHT) - OVERSCAN));
     this.rows.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
 
     // Rows are reused: only their text changes as the window moves.

@@ -73,13 +73,16 @@ function timeline(task) {
 }
 
 function progress(task) {
-  const p = task.progress || {};
+  const p = task.progress;
+  if (!present(p)) {
+    return section("progress-h", "Progress", h("p", { class: "none" },
+      isTerminal(task) ? "No progress was reported." : "No progress reported yet."));
+  }
   const percent = Math.max(0, Math.min(100, Number(p.percent) || 0));
   const targets = p.targets || [];
   return section("progress-h", "Progress",
     h("div", { class: "progress-line" },
-      h("progress", { id: "task-progress", max: "100", ".value": percent, "aria-labelledby": "progress-h" },
-        `${percent}%`),
+      h("progress", { max: "100", ".value": percent, "aria-labelledby": "progress-h" }, `${percent}%`),
       h("span", { class: "percent" }, `${percent}%`)),
     h("p", {}, h("span", { class: "label" }, "Step: "), p.step || h("span", { class: "none" }, "—")),
     targets.length
@@ -121,14 +124,24 @@ function resultSection(task) {
       : null);
 }
 
+// The cards of the page, each with what it shows of the task.
+const CARDS = [
+  [details, (t) => ({ ...t, progress: 0, error: 0, result: 0 })],
+  [timeline, (t) => [t.status, t.created_at, t.started_at, t.status_changed_at, t.completed_at]],
+  [progress, (t) => [t.progress, isTerminal(t)]],
+  [errorSection, (t) => t.error],
+  [resultSection, (t) => t.result],
+];
+
 export function taskView(main, { taskId }) {
   const controller = new AbortController();
   const signal = controller.signal;
   let task = null;
-  let shownSig = "";
+  let taskSig = "";
   let timer = 0;
+  let loop = 0; // bumps when polling restarts, ending the loop before it
   let stopped = false;
-  let following = false;
+  let streaming = false;
 
   document.title = `Task ${taskId} — tasktrail`;
 
@@ -136,9 +149,13 @@ export function taskView(main, { taskId }) {
   const status = h("span", { class: "heading-badge" });
   const answer = h("p", { class: "answer", role: "status" });
   const actions = h("div", { class: "actions" });
-  const cards = h("div", { class: "cards" });
+  // Each card sits in a slot of its own and is rebuilt only when what it
+  // shows changed, so that a poll does not take the focus from a link in another.
+  const slots = CARDS.map(() => h("div", { class: "slot" }));
+  const cardSigs = CARDS.map(() => "");
   const related = h("section", { class: "card", "aria-labelledby": "related-h" },
     h("h2", { id: "related-h" }, "Related tasks"), h("p", {}, "Loading…"));
+  const cards = h("div", { class: "cards" }, slots, related);
   const loading = h("p", { class: "list-state", role: "status" }, "Loading the task…");
 
   // --- The log. ---
@@ -152,14 +169,14 @@ export function taskView(main, { taskId }) {
   });
   const log = new LogView({
     label: "Log lines",
-    onChange: ({ total, shown, following: follows }) => {
+    onChange: ({ total, shown, following }) => {
       count.textContent = shown === total
         ? `${total.toLocaleString("en")} line${total === 1 ? "" : "s"}`
         : `${shown.toLocaleString("en")} of ${total.toLocaleString("en")} lines`;
       logSection.dataset.count = String(total);
       logSection.dataset.shown = String(shown);
-      logSection.dataset.following = String(follows);
-      followButton.hidden = follows;
+      logSection.dataset.following = String(following);
+      followButton.hidden = following;
     },
   });
   let filterTimer = 0;
@@ -211,12 +228,15 @@ export function taskView(main, { taskId }) {
   function askCancel(forced) {
     dialog.dataset.forced = String(forced);
     dialog.returnValue = "";
-    force.checked = false;
+    // In its commit phase only a forced cancel is taken: offered checked.
+    force.checked = Boolean(task.in_commit_phase);
     forceRow.hidden = forced;
     dialog.querySelector("h2").textContent = forced ? "Force the cancel?" : "Cancel this task?";
     dialogText.textContent = forced
       ? "The task is already canceling. A forced cancel stops it even in its commit phase."
-      : "The task moves to canceling at once; its worker is told to stop and clean up.";
+      : task.in_commit_phase
+        ? "The task is in its commit phase: only a forced cancel stops it now."
+        : "The task moves to canceling at once; its worker is told to stop and clean up.";
     dialog.showModal();
   }
 
@@ -225,11 +245,17 @@ export function taskView(main, { taskId }) {
     answer.className = "answer";
     try {
       const updated = await cancelTask(taskId, forced, signal);
-      answer.textContent = `Cancel ${forced ? "forced" : "requested"}: the task is now ${statusWord(updated.status)}.`;
+      const word = statusWord(updated.status);
+      // The answer is the task as the server keeps it: a force it did not record is not claimed.
+      answer.textContent = forced && !updated.cancel_forced
+        ? `The server kept the task as it was: ${word}, the cancel not forced.`
+        : `Cancel ${forced ? "forced" : "requested"}: the task is now ${word}.`;
       update(updated);
     } catch (err) {
       if (signal.aborted) return;
-      answer.textContent = `The cancel was refused: ${err.code ? `${err.code}: ` : ""}${err.message}`;
+      answer.textContent = err.kind === "unreachable"
+        ? `The cancel could not be sent: ${err.message}`
+        : `The cancel was refused: ${err.code ? `${err.code}: ` : ""}${err.message}`;
       answer.className = "answer answer-error";
       refresh();
     }
@@ -249,18 +275,22 @@ export function taskView(main, { taskId }) {
   function update(next) {
     task = next;
     const sig = JSON.stringify(next);
-    if (sig === shownSig) return;
-    shownSig = sig;
+    if (sig === taskSig) return;
+    taskSig = sig;
     loading.remove();
     heading.textContent = `Task ${next.type || ""}`.trim();
     status.replaceChildren(badge(next.status));
-    main.dataset.status = statusWord(next.status);
     const focusedAction = actions.contains(document.activeElement);
     showActions();
     if (focusedAction) actions.querySelector("button")?.focus();
-    cards.replaceChildren(...[details(next), timeline(next), progress(next), errorSection(next), resultSection(next)]
-      .filter(Boolean));
-    if (!following) startFollowing();
+    CARDS.forEach(([render, sig], i) => {
+      const now = JSON.stringify(sig(next));
+      if (now === cardSigs[i]) return;
+      cardSigs[i] = now;
+      const card = render(next);
+      slots[i].replaceChildren(...(card ? [card] : []));
+    });
+    if (!streaming) startFollowing();
   }
 
   async function refresh() {
@@ -268,9 +298,11 @@ export function taskView(main, { taskId }) {
       update(await getTask(taskId, signal));
     } catch (err) {
       if (signal.aborted) return;
-      if (err.kind === "not-found") {
+      if (err.kind === "not-found" && task) {
+        stopped = true; // it expired while on screen: what was read stays
+        answer.textContent = "The task is no longer there: it has expired.";
+      } else if (err.kind === "not-found") {
         stopped = true;
-        loading.textContent = "";
         main.replaceChildren(
           h("h1", { tabindex: "-1" }, "Task not found"),
           h("p", {}, `No task ${taskId} here: it does not exist, it has expired, or this token may not read it.`),
@@ -281,16 +313,18 @@ export function taskView(main, { taskId }) {
     }
   }
 
-  async function tick() {
-    if (stopped) return;
+  async function tick(mine) {
     if (document.visibilityState === "visible" && !(task && isTerminal(task))) await refresh();
-    if (!stopped) timer = setTimeout(tick, POLL_MS);
+    if (!stopped && mine === loop) timer = setTimeout(() => tick(mine), POLL_MS);
+  }
+
+  function restart() {
+    clearTimeout(timer);
+    if (!stopped) tick(++loop);
   }
 
   function onVisibility() {
-    if (document.visibilityState !== "visible" || stopped) return;
-    clearTimeout(timer);
-    timer = setTimeout(tick, 0);
+    if (document.visibilityState === "visible") restart();
   }
 
   // --- Parent and children. ---
@@ -318,7 +352,7 @@ export function taskView(main, { taskId }) {
 
   // --- The live log. ---
   function startFollowing() {
-    following = true;
+    streaming = true;
     showRelated();
     followLog(taskId, {
       signal,
@@ -340,7 +374,7 @@ export function taskView(main, { taskId }) {
       if (signal.aborted) return;
       stream.textContent = `Stopped: ${err.message}`;
       logSection.dataset.stream = "failed";
-      throw err;
+      throw err; // a bug, not the network (followLog retries that): left uncaught, so that it shows
     });
   }
 
@@ -348,17 +382,15 @@ export function taskView(main, { taskId }) {
     h("nav", { class: "crumbs", "aria-label": "Breadcrumb" },
       h("a", { href: "/ui/" }, "Tasks"), " / ", h("span", { class: "mono", "aria-current": "page" }, taskId)),
     h("div", { class: "title" }, heading, status),
-    h("p", { class: "mono subtitle" }, taskId),
     loading,
     actions,
     answer,
     cards,
-    related,
     logSection,
     dialog,
   );
   document.addEventListener("visibilitychange", onVisibility);
-  tick();
+  restart();
 
   return () => {
     stopped = true;
