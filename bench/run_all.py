@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ["bench.get_task", "bench.list_pages", "bench.follow", "bench.scale"]
+BENCHMARKS = ["bench.get_task", "bench.list_pages", "bench.follow", "bench.scale", "bench.cli_start"]
 
 if __name__ == "__main__":
     for module in BENCHMARKS:

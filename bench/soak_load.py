@@ -20,8 +20,7 @@ from typing import Any
 import grpc
 import httpx
 
-from tasktrail.client import AsyncTaskClient, AsyncTaskWriter, RetryPolicy, TasktrailError
-from tasktrail.v1 import task_pb2
+from tasktrail.client import AsyncTaskClient, AsyncTaskWriter, RetryPolicy, TaskStatus, TasktrailError
 
 RESUME = RetryPolicy(
     initial=0.05,
@@ -95,7 +94,7 @@ class Soak:
             self.follows["resumes"] += tail.resumes
             if seen != list(range(len(seen))):
                 self.problems.append(f"{task_id}: lines out of order, repeated or missing: {seen[:20]}...")
-            if tail.status == task_pb2.TASK_STATUS_COMPLETED:
+            if tail.status is TaskStatus.COMPLETED:
                 for _ in range(100):  # the worker notes its count just after the end
                     if task_id in self.logged:
                         break

@@ -194,3 +194,19 @@ def test_admin_commands_say_which_store(stack: Stack) -> None:
     )
     assert done.stderr.startswith("store: ")
     assert "dev" in done.stdout
+
+
+def test_a_client_command_starts_fast(stack: Stack) -> None:
+    """A regression guard at twice the aims (0.25 s and 0.5 s; bench/cli_start.py
+    measures): a client command must not import the server (SQLAlchemy, the core)."""
+
+    def median(*args: str) -> float:
+        took = []
+        for _ in range(3):
+            started = time.monotonic()
+            tasktrail(stack, *args)
+            took.append(time.monotonic() - started)
+        return sorted(took)[1]
+
+    assert median("--version") < 0.5
+    assert median("tasks", "list", "--limit", "5") < 1.0

@@ -143,6 +143,8 @@ def test_cli_and_sdk_example(docs_stack: Stack, tmp_path: Path, name: str, kind:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
     assert done.returncode == 0, (name, done.stdout, done.stderr)
     assert done.stdout
+    if "TaskStatus(" in block:  # statuses print as words, never as the enum's numbers
+        assert re.search(r"\b(pending|running|canceling|completed|failed|canceled)\b", done.stdout), done.stdout
 
 
 @pytest.mark.parametrize(("name", "block"), blocks(), ids=[n for n, _ in blocks()])

@@ -18,7 +18,7 @@ import grpc
 import httpx
 import pytest
 
-from tasktrail.client import TaskClient
+from tasktrail.client import TaskClient, TaskStatus
 from tasktrail.edge.sample import WithToken
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
 from tests.e2e.test_up import children, cmdline
@@ -289,6 +289,6 @@ def test_a_follower_resumes_after_the_server_is_killed(tails: Stack) -> None:
                 stop.set()
                 thread.join()
                 complete(tails, task_id)
-        assert follow.status == task_pb2.TASK_STATUS_COMPLETED
+        assert follow.status is TaskStatus.COMPLETED
         assert follow.resumes >= 1
     assert got == written  # nothing lost, nothing repeated, in order

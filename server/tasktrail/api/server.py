@@ -162,7 +162,9 @@ async def start(settings: ServerSettings) -> Running:
     metrics.ENABLED = settings.metrics
     _servicer.LOG_REQUESTS = settings.log_requests
     if settings.metrics_port or settings.metrics_port_file:
-        metrics.serve(settings.host, settings.metrics_port, settings.metrics_port_file)
+        # Under `up` (a port file) only `up` reads them, on this machine: loopback, whatever --host is.
+        host = "127.0.0.1" if settings.metrics_port_file else settings.host
+        metrics.serve(host, settings.metrics_port, settings.metrics_port_file)
     store = open_store(settings.database_url, settings.store)
     await store.check_schema()
     feed = ChangeFeed(store, settings.change_poll_interval)

@@ -224,7 +224,7 @@ UP: tuple[Option, ...] = (
     Option("--admin-host", "ADMIN_HOST", str, _up.admin_host, "where Envoy's admin (no authentication) binds"),
     Option(
         "--metrics-port", "METRICS_PORT", int, _up.metrics_port,
-        "Prometheus metrics of every server process, summed, at /metrics (on --admin-host; 0: none)",
+        "Prometheus metrics of every server process (a `process` label each) at /metrics (on --admin-host; 0: none)",
     ),
     Option("--rest-tls", "REST_TLS", boolean, _up.rest_tls, "HTTPS on the control-plane port too"),
     Option("--grpc-tls", "GRPC_TLS", boolean, _up.grpc_tls, "TLS on the gRPC port too (the same certificate)"),

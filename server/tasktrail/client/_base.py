@@ -7,6 +7,7 @@ differs between the two.
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +38,32 @@ STATUSES = {
     "canceled": task_pb2.TASK_STATUS_CANCELED,
 }
 STATUS_NAMES = {v: k for k, v in STATUSES.items()}
+
+
+class TaskStatus(enum.IntEnum):
+    """A task's status, by name: `TaskStatus(task.status)` of a `Task` message.
+
+    An `int` (the protobuf enum's value), so it compares with the messages'
+    fields; it prints as the status's word (`completed`).
+    """
+
+    UNSPECIFIED = task_pb2.TASK_STATUS_UNSPECIFIED
+    PENDING = task_pb2.TASK_STATUS_PENDING
+    RUNNING = task_pb2.TASK_STATUS_RUNNING
+    CANCELING = task_pb2.TASK_STATUS_CANCELING
+    COMPLETED = task_pb2.TASK_STATUS_COMPLETED
+    FAILED = task_pb2.TASK_STATUS_FAILED
+    CANCELED = task_pb2.TASK_STATUS_CANCELED
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    @property
+    def terminal(self) -> bool:
+        """Whether the task has ended (completed, failed or canceled)."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED)
+
+
 TERMINAL = frozenset({task_pb2.TASK_STATUS_COMPLETED, task_pb2.TASK_STATUS_FAILED, task_pb2.TASK_STATUS_CANCELED})
 DEFAULT_TARGET = "127.0.0.1:50051"
 

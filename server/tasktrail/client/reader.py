@@ -15,6 +15,7 @@ import grpc
 from grpc import aio
 
 from tasktrail.client import _base
+from tasktrail.client._base import TaskStatus
 from tasktrail.client.errors import TasktrailError, Unavailable
 from tasktrail.client.policies import RetryPolicy, Timeouts
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc
@@ -40,7 +41,7 @@ class _FollowBase:
         # The last entry received: a resume continues right after it.
         self.last_entry_id = after_entry_id or ""
         # The task's final status, once the follow has ended.
-        self.status: task_pb2.TaskStatus.ValueType | None = None
+        self.status: TaskStatus | None = None
         self.resumes = 0
         self.resume = resume
 
@@ -56,7 +57,7 @@ class _FollowBase:
                 self.last_entry_id = entries[-1].entry_id
             return entries
         if kind == "end":
-            self.status = frame.end.task_status
+            self.status = TaskStatus(frame.end.task_status)
             return None
         if kind == "error":
             code = grpc.StatusCode.UNAVAILABLE if frame.error.code == 14 else None

@@ -149,7 +149,7 @@ class UpSettings:
     # Client certificates signed by the local CA on 3000 (`tasktrail certs client` makes them).
     client_certs: bool = False
     admin_host: str = "127.0.0.1"
-    # Every server process's Prometheus metrics, summed, at admin_host:metrics_port/metrics (0: none).
+    # Every server process's Prometheus metrics (a process label each) at admin_host:metrics_port/metrics (0: none).
     metrics_port: int = 9464
     allowed_hosts: Sequence[str] = ()
     # Development mode: a writer token, a cloud account and a user made and printed,
