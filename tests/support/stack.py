@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import ssl
@@ -25,10 +26,36 @@ from tests.support import databases
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-def free_port() -> int:
+def _ephemeral() -> range:
+    """The ports the kernel hands to outgoing connections: a listener picked
+    from them can find its port taken by some connection before it binds."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+# Ports for the stacks' listeners: below the ephemeral range, picked at random.
+LISTEN_PORTS = range(20000, 32768)
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A port nothing listens on, outside the ephemeral range."""
+    ephemeral = _ephemeral()
+    while True:
+        port = random.choice(LISTEN_PORTS)
+        if port not in ephemeral and _bindable(port):
+            return port
 
 
 @dataclass
@@ -91,24 +118,35 @@ class Stack:
 
 def distinct_ports(count: int, run: int) -> tuple[list[int], int]:
     """`count` free ports, and the first of `run` consecutive free ones, all
-    different: each is held open until all are picked, as the kernel may hand
-    out a port it has just released again."""
+    different and outside the ephemeral range (an outgoing connection could
+    take one before its listener binds); each is held until all are picked."""
     with contextlib.ExitStack() as held:
+        ephemeral = _ephemeral()
 
-        def take(port: int = 0) -> int | None:
+        def take(port: int | None = None) -> int | None:
+            port = random.choice(LISTEN_PORTS) if port is None else port
+            if port in ephemeral or port not in LISTEN_PORTS:
+                return None
             s = held.enter_context(socket.socket())
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 return None
-            return int(s.getsockname()[1])
+            return port
 
-        singles = [take() for _ in range(count)]
+        singles: list[int] = []
+        while len(singles) < count:
+            port = take()
+            if port is not None and port not in singles:
+                singles.append(port)
         while True:
             first = take()
-            assert first is not None
-            if first + run < 65536 and all(take(first + i) is not None for i in range(1, run)):
-                return [p for p in singles if p is not None], first
+            if (
+                first is not None
+                and first not in singles
+                and all(p not in singles and take(p) is not None for p in range(first + 1, first + run))
+            ):
+                return singles, first
 
 
 def start_stack(
