@@ -132,6 +132,8 @@ def test_cli_and_sdk_example(docs_stack: Stack, tmp_path: Path, name: str, kind:
         **os.environ,
         "TASKTRAIL_TARGET": docs_stack.grpc_target,
         "TASKTRAIL_TOKEN": docs_stack.token,
+        # The stack's store: ./data/tasktrail.db on SQLite, as after `make run`; PostgreSQL in that run.
+        "TASKTRAIL_DATABASE_URL": docs_stack.database_url,
         "NO_COLOR": "1",
     }
     if kind == "sh":
