@@ -280,7 +280,7 @@ class Demo:
         try:
             await work()
         except (PlayedFailure, TaskCanceled, Failed):
-            pass  # its line said it (a played failure; a cancel carried out; a real failure, which stops the demo)
+            return  # its line said it (a played failure; a cancel carried out; a real failure, which stops the demo)
         except Exception as error:  # anything else is a failure too: said, and it stops the demo
             print(f"tasktrail demo: an operation failed: {said(error)}", file=sys.stderr, flush=True)
             self.failed(error)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from tasktrail.core import errors
@@ -27,30 +28,36 @@ class Housekeeping:
     sweep_batch: int = 500
 
 
-async def reap_leases(core: TaskCore, interval: float) -> None:
+async def _every(interval: float, what: str, work: Callable[[], Awaitable[None]]) -> None:
+    """`work` every `interval` seconds, for ever. A store that is away says so
+    itself, and the next tick looks again; any other failure is logged; neither
+    stops the loop."""
     while True:
         await asyncio.sleep(interval)
         try:
-            for _ in range(LEASE_ROUNDS):  # a full batch: look again at once, a bounded number of times
-                if await core.expire_leases(LEASE_BATCH) < LEASE_BATCH:
-                    break
+            await work()
         except errors.Unavailable:
-            pass  # the store is away (it says so itself); the next tick looks again
+            continue
         except Exception:
-            log.exception("lease check failed")
+            log.exception("%s failed", what)
+
+
+async def reap_leases(core: TaskCore, interval: float) -> None:
+    async def reap() -> None:
+        for _ in range(LEASE_ROUNDS):  # a full batch: look again at once, a bounded number of times
+            if await core.expire_leases(LEASE_BATCH) < LEASE_BATCH:
+                return
+
+    await _every(interval, "lease check", reap)
 
 
 async def sweep(core: TaskCore, interval: float, batch: int) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            total = 0
-            while (deleted := await core.sweep(batch)) > 0:
-                total += deleted
-                await asyncio.sleep(0)  # bounded batches: let requests through between them
-            if total:
-                log.info("swept %d expired tasks", total)
-        except errors.Unavailable:
-            pass
-        except Exception:
-            log.exception("retention sweep failed")
+    async def sweep_once() -> None:
+        total = 0
+        while (deleted := await core.sweep(batch)) > 0:
+            total += deleted
+            await asyncio.sleep(0)  # bounded batches: let requests through between them
+        if total:
+            log.info("swept %d expired tasks", total)
+
+    await _every(interval, "retention sweep", sweep_once)
