@@ -194,6 +194,8 @@ def test_the_list_shows_the_sample_tasks_and_a_filter_narrows_it(stack: Stack, b
     page.get_by_role("button", name="Apply").click()
     expect(page).to_have_url(f"{stack.rest}/ui/?scope=host&entity=host-1")
     expect(page.locator("tbody tr", has_text="remove_host").first).to_be_visible()
+    # The filtered page replaces the unfiltered one: wait for it, then every row is host-1's.
+    expect(page.locator("tbody td:nth-child(5)").filter(has_not_text="host-1")).to_have_count(0)
     assert set(page.locator("tbody td:nth-child(5)").all_inner_texts()) == {"host-1"}
 
     doc = page.locator(f'tr[data-task-id="{DOC_TASK_ID}"]')
