@@ -18,8 +18,52 @@
 -- originals ignore headers they do not know; passed on, it would fail the call
 -- inside the gRPC server (INTERNAL, "Illegal header key").
 
+-- 4. On the way in, on the enterprise API's paths: its boolean parameters
+-- (`verbose` of a GET, `force` of a cancel) are checked here, so that a bad value is refused in
+-- the API's words and naming the parameter; the transcoder would say
+-- `invalid value "maybe" for type TYPE_BOOL`. The words taken are the
+-- transcoder's own (protobuf's SimpleAtob), so a value that passes here
+-- passes there. The 400 is shaped by the port's local reply mapper.
+
+local BOOLEAN_WORDS = {
+  ["true"] = true, ["t"] = true, ["yes"] = true, ["y"] = true, ["1"] = true,
+  ["false"] = true, ["f"] = true, ["no"] = true, ["n"] = true, ["0"] = true,
+}
+
+local function unescape(text)
+  return (text:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
+end
+
+local function bad_boolean(path)
+  if path:sub(1, 15) ~= "/v1/crdb_tasks/" then
+    return nil
+  end
+  local route, query = path:match("^([^?]*)%?(.*)$")
+  if query == nil then
+    return nil
+  end
+  -- The one boolean of each call; another call's is an unknown parameter, ignored.
+  local parameter = route:find("/actions/cancel$") and "force" or "verbose"
+  for pair in query:gmatch("[^&]+") do
+    local name, value = pair:match("^([^=]*)=(.*)$")
+    if name == parameter and not BOOLEAN_WORDS[unescape(value):lower()] then
+      local shown = unescape(value)
+      if #shown > 40 or shown:find("[^%w%-_.~ ]") then
+        return "invalid value for parameter " .. name .. ": it takes true or false"
+      end
+      return "invalid value \"" .. shown .. "\" for parameter " .. name .. ": it takes true or false"
+    end
+  end
+  return nil
+end
+
 function envoy_on_request(request_handle)
   local headers = request_handle:headers()
+  local refusal = bad_boolean(headers:get(":path") or "")
+  if refusal ~= nil then
+    request_handle:respond({ [":status"] = "400", ["content-type"] = "text/plain" }, refusal)
+    return
+  end
   local illegal = nil
   for key, _ in pairs(headers) do
     if key:sub(1, 1) ~= ":" and key:find("[^0-9a-z_.%-]") then
@@ -37,10 +81,6 @@ end
 local HTTP_OF_GRPC = {
   ["3"] = "400", ["5"] = "404", ["7"] = "403", ["8"] = "429", ["12"] = "404", ["14"] = "503", ["16"] = "401",
 }
-
-local function unescape(text)
-  return (text:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
-end
 
 local function answer(response_handle, headers, status, body)
   headers:replace(":status", status)
