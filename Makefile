@@ -50,10 +50,10 @@ run: $(STAMP)
 # Both runs must run: an unreachable PostgreSQL fails the second, never skips it.
 test: lint gen-check test-sqlite test-postgres
 
-test-sqlite: $(STAMP) chromium
+test-sqlite: $(STAMP) chromium $(BUF)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-postgres: $(STAMP) postgres chromium
+test-postgres: $(STAMP) postgres chromium $(BUF)
 	TASKTRAIL_TEST_DATABASE=$(PG_TEST_URL) TASKTRAIL_TEST_REPLICAS=3 $(PY) -m pytest $(PYTEST_ARGS)
 
 # The machine's PostgreSQL, started if it is down (Debian's cluster tools).

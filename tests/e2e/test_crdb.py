@@ -378,12 +378,17 @@ def test_malformed_requests_get_4xx_in_the_api_shape(rs: Stack) -> None:
     # A bad boolean is refused in the API's words, naming the parameter (not the transcoder's TYPE_BOOL).
     for path, method, said in (
         (f"/v1/crdb_tasks/{task_id}?verbose=maybe", "GET", 'invalid value "maybe" for parameter verbose'),
-        (f"/v1/crdb_tasks/{task_id}/actions/cancel?force=perhaps", "POST", 'invalid value "perhaps" for parameter force'),
+        (
+            f"/v1/crdb_tasks/{task_id}/actions/cancel?force=perhaps",
+            "POST",
+            'invalid value "perhaps" for parameter force',
+        ),
         (f"/v1/crdb_tasks/{task_id}?verbose=%FF%00", "GET", "invalid value for parameter verbose"),
     ):
         status, body, _ = request(rs, path, user, method)
         assert (status, body["error_code"]) == (400, "bad_request")
-        assert body["description"].startswith(said) and "TYPE_BOOL" not in body["description"], body
+        assert body["description"].startswith(said), body
+        assert "TYPE_BOOL" not in body["description"]
     for word in ("TRUE", "y", "No", "0", "tru%65"):  # the words the transcoder reads pass on to it
         assert request(rs, f"/v1/crdb_tasks/{task_id}?verbose={word}", user)[0] == 200
     assert request(rs, f"/v1/crdb_tasks/{task_id}?force=maybe", user)[0] == 200  # not a GET's parameter: ignored

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 from tasktrail.auth import accounts
 from tasktrail.cli import options
@@ -70,7 +71,7 @@ def run_create_key(args: argparse.Namespace) -> int:
             options.database_url(args), lambda tx: accounts.create_key(tx, args.account, args.name)
         )
     except ValueError as exc:
-        print(f"tasktrail: {exc}")
+        print(f"tasktrail: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
         print(json.dumps({"key_id": key_id, "account_id": args.account, "secret_key": secret, "name": args.name}))
@@ -102,7 +103,7 @@ def run_list_keys(args: argparse.Namespace) -> int:
 
 def run_revoke_key(args: argparse.Namespace) -> int:
     if not write_once(options.database_url(args), lambda tx: accounts.revoke_key(tx, args.key_id)):
-        print(f"tasktrail: no active key {args.key_id}")
+        print(f"tasktrail: no active key {args.key_id}", file=sys.stderr)
         return 1
     print(f"revoked {args.key_id}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 
 from tasktrail.auth import tokens
 from tasktrail.auth.principal import Role
@@ -57,7 +58,7 @@ def run_create(args: argparse.Namespace) -> int:
     try:
         token = write_once(options.database_url(args), lambda tx: tokens.create_token(tx, args.name, role, args.grant))
     except ValueError as exc:
-        print(f"tasktrail: {exc}")
+        print(f"tasktrail: {exc}", file=sys.stderr)
         return 2
     if args.output == "json":
         print(json.dumps({"token": token, "name": args.name, "role": args.role, "grants": args.grant}))
@@ -93,7 +94,7 @@ def run_revoke(args: argparse.Namespace) -> int:
     if parts is not None:
         token_id = parts[0]
     if not write_once(options.database_url(args), lambda tx: tokens.revoke_token(tx, token_id)):
-        print(f"tasktrail: no active token {token_id}")
+        print(f"tasktrail: no active token {token_id}", file=sys.stderr)
         return 1
     print(f"revoked {token_id}")
     return 0
