@@ -200,6 +200,10 @@ def insert_all(rows: list[Task], tx: q.WriteQueries) -> None:
     tx.conn.execute(insert(tasks_table), [q.task_values(t) for t in rows])
 
 
+# The machine's PostgreSQL (trust auth), where the benchmarks make their databases.
+PG_BASE = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
 def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 

@@ -1,9 +1,13 @@
 """Live log tails: append-to-delivery latency for many followers of one task,
 appends while the fan-out is saturated, 5,000 followers at once, and batched
-ingest with followers attached. One server process on SQLite, behind Envoy;
-followers run in another process (bench/follow_client.py).
+ingest with followers attached. One server process behind Envoy (and a
+second for writes with --write-lane); followers run in another process
+(bench/follow_client.py). Each gRPC run and the ingest are measured against
+a floor in alternating rounds (bench/floor_server.py): the fan-out floor
+pushes the same frames to the same followers with no store; the append floor
+inserts each batch in one statement first.
 
-    .venv/bin/python -m bench.follow [--seconds 10] [--only NAME ...]
+    .venv/bin/python -m bench.follow [--seconds 10] [--rounds 3] [--only NAME ...] [--store sqlite|postgres]
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,7 +29,17 @@ from typing import Any
 import grpc
 from grpc import aio
 
-from bench.common import envoy, make_token, server
+from bench.common import (
+    PG_BASE,
+    ROOT,
+    envoy,
+    free_port,
+    make_token,
+    pg_database,
+    process,
+    server,
+    wait_grpc_healthy,
+)
 from tasktrail.edge.sample import WithToken
 from tasktrail.store import migrate
 from tasktrail.v1 import task_pb2, task_service_pb2, task_service_pb2_grpc, writer_service_pb2, writer_service_pb2_grpc
@@ -68,6 +83,8 @@ class Bench:
         channel = grpc.intercept_channel(grpc.insecure_channel(grpc_target), WithToken(token))
         self.writer = writer_service_pb2_grpc.TaskWriterServiceStub(channel)
         self.reader = task_service_pb2_grpc.TaskServiceStub(channel)
+        # A floor keeps no log to read back (bench/floor_server.py).
+        self.checks_log = True
 
     def running_task(self, database: str = "bench") -> str:
         task = self.writer.CreateTask(
@@ -170,14 +187,14 @@ class Bench:
             )
         out, _ = client.communicate(timeout=300)
         followed = json.loads(out.strip().splitlines()[-1])
-        stored = {t: self.count(t) for t in tasks}
+        stored = {t: self.count(t) for t in tasks} if self.checks_log else None
         return {
             "first_task": acked[tasks[0]],
             "entries_per_s": sum(acked.values()) / elapsed,
             "append_p50_ms": pct(latencies, 0.5),
             "append_p99_ms": pct(latencies, 0.99),
             "server_cpu": cpu,
-            "durable": stored == acked,
+            "durable": None if stored is None else stored == acked,
             "acked": sum(acked.values()),
             "followers": followed,
         }
@@ -198,7 +215,7 @@ class Bench:
             after = page.last_entry_id
 
 
-def report(run: Run) -> str:
+def verdict(run: Run) -> str:
     c = run.client
     ok = (
         c.get("finished") == run.followers
@@ -206,12 +223,21 @@ def report(run: Run) -> str:
         and c.get("counts") == [c.get("sent")]
         and not c.get("errors")
     )
-    verdict = "every entry once, in order" if ok else "CHECK FAILED: " + json.dumps(c)
+    return "every entry once, in order" if ok else "CHECK FAILED: " + json.dumps(c)
+
+
+def report(run: Run) -> str:
+    c = run.client
     return (
         f"  {run.name:34} p50 {c.get('p50_ms', 0):7.2f} ms  p99 {c.get('p99_ms', 0):7.2f} ms  "
         f"appends p99 {pct(run.appends_ms, 0.99):6.2f} ms  server CPU {run.server_cpu * 100:3.0f} %  "
-        f"Envoy {run.envoy_cpu * 100:3.0f} %  {verdict}"
+        f"Envoy {run.envoy_cpu * 100:3.0f} %  {verdict(run)}"
     )
+
+
+def spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"{statistics.median(ordered):.2f} ({ordered[0]:.2f}-{ordered[-1]:.2f})"
 
 
 def runs() -> list[Run]:
@@ -223,40 +249,91 @@ def runs() -> list[Run]:
     ]
 
 
-def layout(name: str, lane: bool, args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory(prefix="tasktrail-bench-") as tmp:
-        work = Path(tmp)
-        url = f"sqlite:///{work / 'tasktrail.db'}"
+def ingest_line(result: dict[str, Any]) -> str:
+    f = result["followers"]
+    stored = (
+        ""
+        if result["durable"] is None
+        else f"every acknowledged entry stored: {result['durable']} ({result['acked']:,}); "
+    )
+    return (
+        f"{result['entries_per_s']:,.0f} entries/s, appends p50 {result['append_p50_ms']:.1f} ms "
+        f"p99 {result['append_p99_ms']:.1f} ms, server CPU {result['server_cpu'] * 100:.0f} %; {stored}"
+        f"followers p99 {f.get('p99_ms')} ms, every entry once and in order: "
+        f"{f.get('ordered') and f.get('counts') == [result['first_task']]}"
+    )
+
+
+def layout(name: str, lane: bool, args: argparse.Namespace, base: str) -> None:
+    """Each run against tasktrail and against its floor (bench/floor_server.py:
+    fan-out for follows, append for ingest), in alternating rounds."""
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tasktrail-bench-")))
+        url = stack.enter_context(pg_database(base)) if args.store == "postgres" else f"sqlite:///{work / 'tt.db'}"
+        floor_url = (
+            stack.enter_context(pg_database(base)) if args.store == "postgres" else f"sqlite:///{work / 'floor.db'}"
+        )
         migrate(url)
+        migrate(floor_url)
         token = make_token(url, "bench")
-        with contextlib.ExitStack() as stack:
-            reader = stack.enter_context(server(url, work, "server"))
-            writes = [stack.enter_context(server(url, work, "writer")).port] if lane else []
-            edge = stack.enter_context(envoy(work, [reader.port], "follow", writes))
-            bench = Bench(work, url, token, reader.pid, edge.pid, edge.rest, edge.grpc)
-            print(f"{name}:", flush=True)
-            for run in runs():
-                if args.only is None or any(o in run.name for o in args.only):
-                    print(report(bench.follow(run, args.seconds)), flush=True)
-            if args.only is None or "5000" in args.only:
-                crowd = bench.follow(Run("5,000 followers connecting at once", "grpc", 5000, 5), 2.0)
-                print(report(crowd), flush=True)
-                print(
-                    f"    server peak RSS {crowd.server_rss_mb:.0f} MB; "
-                    f"{crowd.client.get('finished')} of 5,000 served, connected in {crowd.client.get('connect_s')} s",
-                    flush=True,
-                )
-            if args.only is None or "ingest" in args.only:
-                result = bench.ingest(args.seconds, writers=8, batch=100, followers=50)
-                f = result["followers"]
-                print(
-                    f"  ingest, batches of 100, 8 writers, 50 followers: {result['entries_per_s']:,.0f} entries/s, "
-                    f"appends p50 {result['append_p50_ms']:.1f} ms p99 {result['append_p99_ms']:.1f} ms, "
-                    f"server CPU {result['server_cpu'] * 100:.0f} %; every acknowledged entry stored: "
-                    f"{result['durable']} ({result['acked']:,}); followers p99 {f.get('p99_ms')} ms, "
-                    f"every entry once and in order: {f.get('ordered') and f.get('counts') == [result['first_task']]}",
-                    flush=True,
-                )
+        reader = stack.enter_context(server(url, work, "server"))
+        writes = [stack.enter_context(server(url, work, "writer")).port] if lane else []
+        edge = stack.enter_context(envoy(work, [reader.port], "follow", writes))
+        tt = Bench(work, url, token, reader.pid, edge.pid, edge.rest, edge.grpc)
+        floors = {}
+        for kind, extra in (("fan-out", []), ("append", ["--store", floor_url])):
+            port = free_port()
+            argv = [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(port), "--log", *extra]
+            proc = stack.enter_context(process(argv, work / f"floor-{kind}.log"))
+            wait_grpc_healthy(f"127.0.0.1:{port}")
+            floor_edge = stack.enter_context(envoy(work, [port], f"floor-{kind}"))
+            floors[kind] = Bench(work, floor_url, token, proc.pid, floor_edge.pid, floor_edge.rest, floor_edge.grpc)
+            floors[kind].checks_log = False
+        print(f"{name}:", flush=True)
+        for run in runs():
+            if args.only is not None and not any(o in run.name for o in args.only):
+                continue
+            if run.mode != "grpc":  # no floor speaks the REST stream
+                print(report(tt.follow(run, args.seconds)), flush=True)
+                continue
+            ours: list[Run] = []
+            theirs: list[Run] = []
+            for i in range(args.rounds):
+                pair = [(ours, tt), (theirs, floors["fan-out"])]
+                for into, bench in pair if i % 2 == 0 else reversed(pair):
+                    into.append(bench.follow(Run(run.name, run.mode, run.followers, run.rate), args.seconds))
+            best = sorted(ours, key=lambda r: r.client.get("p99_ms", 0))[len(ours) // 2]
+            print(report(best), flush=True)
+            p99s = [r.client.get("p99_ms", 0) / f.client.get("p99_ms", 1) for r, f in zip(ours, theirs, strict=True)]
+            floor_p99 = statistics.median(f.client.get("p99_ms", 0) for f in theirs)
+            print(
+                f"    fan-out floor p99 {floor_p99:.2f} ms; p99 / floor's p99: {spread(p99s)}; "
+                f"floor: {verdict(theirs[-1])}",
+                flush=True,
+            )
+        if args.only is None or "5000" in args.only:
+            crowd = tt.follow(Run("5,000 followers connecting at once", "grpc", 5000, 5), 2.0)
+            print(report(crowd), flush=True)
+            print(
+                f"    server peak RSS {crowd.server_rss_mb:.0f} MB; "
+                f"{crowd.client.get('finished')} of 5,000 served, connected in {crowd.client.get('connect_s')} s",
+                flush=True,
+            )
+        if args.only is None or "ingest" in args.only:
+            results: list[dict[str, Any]] = []
+            floor_results: list[dict[str, Any]] = []
+            for i in range(args.rounds):
+                turns = [(results, tt), (floor_results, floors["append"])]
+                for measured, side in turns if i % 2 == 0 else reversed(turns):
+                    measured.append(side.ingest(args.seconds, writers=8, batch=100, followers=50))
+            middle = sorted(results, key=lambda r: r["entries_per_s"])[len(results) // 2]
+            print(f"  ingest, batches of 100, 8 writers, 50 followers: {ingest_line(middle)}", flush=True)
+            ratios = [a["entries_per_s"] / b["entries_per_s"] for a, b in zip(results, floor_results, strict=True)]
+            floor_rate = statistics.median(b["entries_per_s"] for b in floor_results)
+            print(
+                f"    append floor {floor_rate:,.0f} entries/s; tasktrail / floor: {spread(ratios)}",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -264,13 +341,17 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--only", nargs="*", default=None, help="names of runs: '100 followers', 1,000, 5000, ingest")
     parser.add_argument("--layout", choices=["one", "lane", "both"], default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating tasktrail / floor runs of each")
+    parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--postgres", default=PG_BASE, help="the PostgreSQL server for --store postgres")
     args = parser.parse_args()
-    print("Live log tails, on SQLite behind Envoy; followers in another process")
+    where = "PostgreSQL" if args.store == "postgres" else "SQLite"
+    print(f"Live log tails, on {where} behind Envoy; followers in another process")
     print("  polling anchor: a 500 ms poll (pgEdge's client) waits 250 ms on average, up to 500 ms")
     if args.layout in ("one", "both"):
-        layout("one server process", False, args)
+        layout("one server process", False, args, args.postgres)
     if args.layout in ("lane", "both"):
-        layout("a server process for reads and follows, and one for writes (--write-lane)", True, args)
+        layout("a server process for reads and follows, and one for writes (--write-lane)", True, args, args.postgres)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from pathlib import Path
 import grpc
 
 from bench.common import (
+    PG_BASE,
     ROOT,
     Load,
     envoy,
@@ -54,7 +55,7 @@ from bench.list_pages import percentile
 from tasktrail.edge.sample import WithToken
 from tasktrail.v1 import task_pb2, writer_service_pb2, writer_service_pb2_grpc
 
-DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DEFAULT_PG = PG_BASE
 VARIANTS = [("sqlite", 1), ("postgres", 1), ("postgres", 2), ("postgres", 3)]
 
 

@@ -265,7 +265,7 @@ def test_grpc_example(docs_stack: Stack, tmp_path: Path, block: docs.Block) -> N
 QUICK = {
     "bench.get_task": ["--tasks", "200", "--seconds", "1", "--rounds", "1", "--connections", "2"],
     "bench.list_pages": ["--sizes", "200", "--requests", "20"],
-    "bench.follow": ["--only", "100 followers", "--seconds", "1", "--layout", "one"],
+    "bench.follow": ["--only", "100 followers", "--seconds", "1", "--layout", "one", "--rounds", "1"],
 }
 
 

@@ -86,6 +86,9 @@ class TaskStore(Protocol):
     async def snapshot(self, fn: Callable[[Snapshot], T]) -> T:
         """Run `fn`, which may make several statements, in one snapshot."""
 
+    async def get_task(self, task_id: str, now: int) -> Task | None:
+        """One task by id, unless it expired by `now` (a polled read: the hot path)."""
+
     def change_poll_interval(self, configured: float) -> float:
         """How often to poll the versions of watched tasks (seconds)."""
 

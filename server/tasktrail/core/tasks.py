@@ -295,7 +295,7 @@ class TaskCore:
         hit = None if fresh else self._finished.get(task_id, now)
         if hit is not None:
             return _visible(hit[0], task_id, access)
-        task = await self.store.read(lambda r: r.get_task(task_id, now))
+        task = await self.store.get_task(task_id, now)
         if task is not None and task.status.terminal:
             task = self._remember(task, now)
         return _visible(task, task_id, access)

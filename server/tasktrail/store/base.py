@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.sql import Select
 
 from tasktrail.core import errors
+from tasktrail.core.model import Task
 from tasktrail.store.statements import ReadQueries, WriteQueries
 
 log = logging.getLogger("tasktrail.store")
@@ -57,6 +58,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
         """Run `fn`, which may make several statements, in one read snapshot."""
+
+    async def get_task(self, task_id: str, now: int) -> Task | None:
+        """One task by id, unless it expired by `now`: the read a polling client
+        makes. A backend may answer it by a shorter path of its own."""
+        return await self.read(lambda r: r.get_task(task_id, now))
 
     @abc.abstractmethod
     def change_poll_interval(self, configured: float) -> float:

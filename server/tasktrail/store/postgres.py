@@ -30,10 +30,11 @@ from sqlalchemy.sql import Select
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from tasktrail.core import errors, metrics
+from tasktrail.core.model import Task
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
 from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, full, unreachable
-from tasktrail.store.statements import ReadQueries, Row, WriteQueries
+from tasktrail.store.statements import GET_TASK, ReadQueries, Row, WriteQueries, task_from_row
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -208,6 +209,24 @@ class PostgresStore(Store):
             raise failure from exc
         metrics.store_call("read", time.perf_counter() - started)
         return result
+
+    async def get_task(self, task_id: str, now: int) -> Task | None:
+        # The polled read, straight through asyncpg: no greenlet to hop into
+        # and out of, one prepared statement (asyncpg caches it per connection).
+        if "\x00" in task_id:
+            return None  # no text in PostgreSQL holds U+0000: no task has this id
+        started = time.perf_counter()
+        sql, names, _ = self._compiled(GET_TASK)
+        args = {"task_id": task_id, "now": now}
+        try:
+            async with (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+                row = await conn.fetchrow(sql, *(args[n] for n in names))
+        except Exception as exc:
+            if (failure := self._outage(exc)) is None:
+                raise
+            raise failure from exc
+        metrics.store_call("read", time.perf_counter() - started)
+        return None if row is None else task_from_row(tuple(row))
 
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
         # Several statements see one snapshot.

@@ -173,7 +173,7 @@ def _alive() -> ColumnElement[bool]:
 
 # -- reads --------------------------------------------------------------------
 
-_GET_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id"), _alive())
+GET_TASK = select(*TASK_COLUMNS).where(tasks.c.task_id == bindparam("task_id"), _alive())
 _TASK_POSITION = select(tasks.c.scope, tasks.c.entity_id, tasks.c.created_at, tasks.c.task_id).where(
     tasks.c.task_id == bindparam("task_id")
 )
@@ -266,7 +266,7 @@ _LOG_TAIL_FROM = (
 
 # Every read statement, by name: the query-plan tests check each.
 READS: dict[str, Select[Any]] = {
-    "get_task": _GET_TASK,
+    "get_task": GET_TASK,
     "task_position": _TASK_POSITION,
     "by_status_change": _BY_STATUS_CHANGE,
     "lapsed": _LAPSED,
@@ -300,7 +300,7 @@ class ReadQueries(abc.ABC):
         """The rows of one read statement."""
 
     def get_task(self, task_id: str, now: int) -> Task | None:
-        rows = self.rows(_GET_TASK, {"task_id": task_id, "now": now})
+        rows = self.rows(GET_TASK, {"task_id": task_id, "now": now})
         return task_from_row(rows[0]) if rows else None
 
     def task_position(self, task_id: str) -> tuple[Scope, str, tuple[int, str]] | None:
