@@ -3,7 +3,7 @@ the same Envoy as tasktrail, so that each path is measured as a ratio to what
 its work costs at the least.
 
     python -m bench.floor_server PORT                       # constant: a fixed task, no store
-    python -m bench.floor_server PORT --store URL           # store: one point read by primary key
+    python -m bench.floor_server PORT --store URL           # store: a point read by primary key; a page read
     python -m bench.floor_server PORT --log                 # fan-out: appends pushed to followers, no store
     python -m bench.floor_server PORT --log --store URL     # append: each batch inserted, then pushed
 
@@ -13,7 +13,8 @@ its work costs at the least.
   driver (stdlib sqlite3 on SQLite; one prepared asyncpg statement on a pool
   on PostgreSQL) and fills the answer from it: the work a read of a running
   task cannot avoid, and nothing else (no authorization, no status mapping,
-  no metrics, no cache).
+  no metrics, no cache). Its ListDatabaseTasks reads a keyset page of 20 in
+  one statement, as a list of the same entity costs at the least.
 - **fan-out** takes `AppendLogEntries`, encodes the batch once as a
   `FollowTaskLogResponse` frame and hands the same bytes to every follower of
   the task (`FollowTaskLog`), with no store: what pushing frames of that size
@@ -63,6 +64,15 @@ TASK = pb.Task(
 # The columns an answer is made of; the primary key picks the row.
 POINT_READ = "SELECT scope, entity_id, task_id, type, status, created_at FROM tasks WHERE task_id = {}"
 
+# A keyset page of 20, newest first, after a cursor (or the first page): one
+# statement, the cursor's position read inside it.
+PAGE_READ = (
+    "SELECT scope, entity_id, task_id, type, status, created_at FROM tasks "
+    "WHERE scope = 'database' AND entity_id = {entity} AND ({after} = '' OR (created_at, task_id) < "
+    "(SELECT created_at, task_id FROM tasks WHERE task_id = {after})) "
+    "ORDER BY created_at DESC, task_id DESC LIMIT 20"
+)
+
 
 class Constant(pb_grpc.ControlPlaneTaskServiceServicer):
     async def GetDatabaseTask(self, request: pb.GetDatabaseTaskRequest, context: Any) -> pb.Task:
@@ -81,19 +91,30 @@ class SqliteRead(pb_grpc.ControlPlaneTaskServiceServicer):
     def __init__(self, path: str) -> None:
         self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         self.sql = POINT_READ.format("?")
+        self.page = PAGE_READ.replace("{entity}", "?").replace("{after}", "?")
 
     async def GetDatabaseTask(self, request: pb.GetDatabaseTaskRequest, context: Any) -> pb.Task:
         return answer(self.conn.execute(self.sql, (request.task_id,)).fetchone())
+
+    async def ListDatabaseTasks(self, request: pb.ListDatabaseTasksRequest, context: Any) -> Any:
+        rows = self.conn.execute(self.page, (request.database_id, request.after_task_id, request.after_task_id))
+        return pb.ListDatabaseTasksResponse(tasks=[answer(row) for row in rows.fetchall()])
 
 
 class PostgresRead(pb_grpc.ControlPlaneTaskServiceServicer):
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
         self.sql = POINT_READ.format("$1")
+        self.page = PAGE_READ.replace("{entity}", "$1").replace("{after}", "$2::text")
 
     async def GetDatabaseTask(self, request: pb.GetDatabaseTaskRequest, context: Any) -> pb.Task:
         async with self.pool.acquire() as conn:
             return answer(await conn.fetchrow(self.sql, request.task_id))  # asyncpg prepares and caches it
+
+    async def ListDatabaseTasks(self, request: pb.ListDatabaseTasksRequest, context: Any) -> Any:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(self.page, request.database_id, request.after_task_id)
+        return pb.ListDatabaseTasksResponse(tasks=[answer(row) for row in rows])
 
 
 Insert = Callable[[str, Sequence[task_pb2.LogEntry]], Awaitable[None]]
@@ -218,12 +239,16 @@ class LogFloor:
         ]
 
 
+async def keep(_conn: asyncpg.Connection) -> None:
+    """No reset query when a connection goes back to the pool: the floor sets no session state."""
+
+
 async def main(port: int, store: str | None, log: bool = False) -> None:
     floor: pb_grpc.ControlPlaneTaskServiceServicer = Constant()  # type: ignore[abstract]  # one method is enough
     pool = None
     if store and store.startswith("postgresql"):
         dsn = make_url(store).set(drivername="postgresql").render_as_string(hide_password=False)
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10)  # as tasktrail's readers
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10, reset=keep)  # as tasktrail's readers
         floor = PostgresRead(pool)  # type: ignore[abstract]
     elif store:
         floor = SqliteRead(make_url(store).database or "")  # type: ignore[abstract]

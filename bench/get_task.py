@@ -92,6 +92,13 @@ def main() -> None:
         random.Random(1).shuffle(picked)
         finished = lua_paths(work / "finished.lua", [f"/v1/databases/{d}/tasks/{t}" for d, t, r in picked if not r])
         running = lua_paths(work / "running.lua", [f"/v1/databases/{d}/tasks/{t}" for d, t, r in picked if r])
+        pages = lua_paths(  # a page of 20, newest first: after a random task's cursor, or the first page
+            work / "pages.lua",
+            [
+                f"/v1/databases/{d}/tasks?limit=20&sort_order=desc" + (f"&after_task_id={t}" if i % 10 else "")
+                for i, (d, t, _) in enumerate(picked[:20_000])
+            ],
+        )
 
         floor_port, store_floor_port = free_port(), free_port()
         floor_server = str(ROOT / "bench" / "floor_server.py")
@@ -110,6 +117,8 @@ def main() -> None:
             "store floor": (store_edge.rest, running),
             "finished": (tt_edge.rest, finished),
             "running": (tt_edge.rest, running),
+            "page floor": (store_edge.rest, pages),
+            "pages": (tt_edge.rest, pages),
         }
         if args.compare_metrics:
             bare = stack.enter_context(server(url, work, "bare", "--no-metrics"))
@@ -131,23 +140,24 @@ def main() -> None:
         f"GET one task through Envoy: {args.tasks:,} tasks in {where}, one server process, "
         f"{args.connections} connections, {args.rounds} rounds x {args.seconds} s"
     )
-    print(
-        f"  {'':26} {'req/s':>8} {'vs constant':>17} {'vs store floor':>17} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}"
-    )
+    print(f"  {'':26} {'req/s':>8} {'vs constant':>17} {'vs its floor':>17} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6}")
     labels = {
         "floor": "floor (constant task)",
         "store floor": "store floor (point read)",
         "finished": "finished tasks",
         "running": "running tasks",
+        "page floor": "page floor (page read)",
+        "pages": "list pages of 20",
     }
     for name in runs:
         rps, p50, p99, errors = summary(runs[name])
         label = labels.get(name, name)
-        vs_constant, vs_store = ratio(runs[name], runs["floor"]), ratio(runs[name], runs["store floor"])
+        own_floor = "page floor" if name in ("pages", "page floor") else "store floor"
+        vs_constant, vs_store = ratio(runs[name], runs["floor"]), ratio(runs[name], runs[own_floor])
         print(f"  {label:26} {rps:8.0f} {vs_constant:>17} {vs_store:>17} {p50:7.2f} {p99:7.2f} {errors:6d}")
     print(
         f"  (floors' medians: constant {floor[0]:.0f} req/s, store {store_floor[0]:.0f} req/s; "
-        "ratio = tasktrail / floor per round: median (min-max))"
+        "ratio = tasktrail / floor per round: median (min-max); a page's floor is the page read)"
     )
     for kind in ("finished", "running"):
         if f"{kind}, no metrics" in runs:

@@ -137,6 +137,13 @@ def dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
+    """A read connection goes back to the pool as it came: reads set no session
+    state, take no lock and LISTEN elsewhere, and asyncpg ends any transaction
+    itself. asyncpg's own reset would cost every read a second round trip
+    (RESET ALL, UNLISTEN *, pg_advisory_unlock_all)."""
+
+
 def _on_lost(lost: asyncio.Event, _conn: object) -> None:
     lost.set()
 
@@ -162,7 +169,7 @@ class PostgresStore(Store):
             self._pool_made = self._pool_made or asyncio.Lock()
             async with self._pool_made:  # one pool, however many reads arrive first
                 if self._pool is None and not self._closed:
-                    pool = await asyncpg.create_pool(self.dsn(), min_size=1, max_size=10)
+                    pool = await asyncpg.create_pool(self.dsn(), min_size=1, max_size=10, reset=_nothing_to_reset)
                     self._keep_or_close(pool)
         if self._pool is None:
             raise RuntimeError("the store is closed")
