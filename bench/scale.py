@@ -78,10 +78,30 @@ def label(kind: str, n: int) -> str:
     return f"{'SQLite' if kind == 'sqlite' else 'PostgreSQL'}, {n} {'replica' if n == 1 else 'replicas'}"
 
 
+@contextmanager
+def store_floors(url: str, work: Path, n: int) -> Iterator[list[int]]:
+    """n store floors (bench/floor_server.py --store): as many processes as the variant has replicas."""
+    with ExitStack() as stack:
+        ports = []
+        for i in range(n):
+            port = free_port()
+            argv = [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(port), "--store", url]
+            stack.enter_context(process(argv, work / f"store-floor-{i}.log"))
+            wait_grpc_healthy(f"127.0.0.1:{port}")
+            ports.append(port)
+        yield ports
+
+
+def spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"{statistics.median(ordered):.2f} ({ordered[0]:.2f}-{ordered[-1]:.2f})"
+
+
 def reads(args: argparse.Namespace, work: Path) -> None:
     floor_port = free_port()
     floor_argv = [sys.executable, str(ROOT / "bench" / "floor_server.py"), str(floor_port)]
-    results: dict[str, Load] = {}
+    results: dict[str, list[Load]] = {}
+    against: dict[str, list[Load]] = {}
     busy: dict[str, float] = {}
     floors: list[Load] = []
     with process(floor_argv, work / "floor.log"):
@@ -94,24 +114,45 @@ def reads(args: argparse.Namespace, work: Path) -> None:
                     random.Random(1).shuffle(picked)
                     running = [f"/v1/databases/{d}/tasks/{t}" for d, t, r in picked if r]
                     script = lua_paths(work / "running.lua", running)
-                    with replicas(url, work / kind, n) as ports, envoy(work, ports, f"{kind}-{n}") as edge:
+                    name = label(kind, n)
+                    with ExitStack() as stack:
+                        ports = stack.enter_context(replicas(url, work / kind, n))
+                        edge = stack.enter_context(envoy(work, ports, f"{kind}-{n}"))
+                        floor_ports = stack.enter_context(store_floors(url, work / kind, n))
+                        store_edge = stack.enter_context(envoy(work, floor_ports, f"{kind}-{n}-floor"))
                         floors.append(wrk(floor_edge.rest, connections=32, seconds=args.seconds, script=script))
-                        wrk(edge.rest, connections=32, seconds=3, script=script)  # warm up
+                        for url_ in (edge.rest, store_edge.rest):
+                            wrk(url_, connections=32, seconds=3, script=script)  # warm up
+                        results[name], against[name] = [], []
                         before = cpu_times()
-                        results[label(kind, n)] = wrk(edge.rest, connections=32, seconds=args.seconds, script=script)
-                        busy[label(kind, n)] = cpu_busy(before, cpu_times())
+                        for i in range(args.rounds):  # alternating, so that drift hits both alike
+                            pair = [(results[name], edge.rest), (against[name], store_edge.rest)]
+                            for into, target in pair if i % 2 == 0 else reversed(pair):
+                                into.append(wrk(target, connections=32, seconds=args.seconds, script=script))
+                        busy[name] = cpu_busy(before, cpu_times())
     floor = statistics.median(f.requests_per_s for f in floors)
-    print(f"Reads: GET a running task through Envoy ({args.tasks:,} tasks, 32 connections, {args.seconds} s each)")
-    print(f"  {'':28} {'req/s':>8} {'ratio':>6} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'CPU busy':>9}")
-    print(f"  {'floor (constant task)':28} {floor:8.0f} {1:6.2f}")
-    for name, load in results.items():
+    print(
+        f"Reads: GET a running task through Envoy ({args.tasks:,} tasks, 32 connections, "
+        f"{args.rounds} rounds x {args.seconds} s each)"
+    )
+    print(
+        f"  {'':28} {'req/s':>8} {'vs constant':>8} {'vs store floor, same processes':>31} "
+        f"{'p50 ms':>7} {'p99 ms':>7} {'errors':>6} {'CPU busy':>9}"
+    )
+    print(f"  {'floor (constant task)':28} {floor:8.0f} {1:11.2f}")
+    for name, loads in results.items():
+        rps = statistics.median(x.requests_per_s for x in loads)
+        ratios = [t.requests_per_s / f.requests_per_s for t, f in zip(loads, against[name], strict=True)]
+        floor_rps = statistics.median(x.requests_per_s for x in against[name])
         print(
-            f"  {name:28} {load.requests_per_s:8.0f} {load.requests_per_s / floor:6.2f} "
-            f"{load.p50_ms:7.2f} {load.p99_ms:7.2f} {load.errors:6d} {busy[name]:8.0%}"
+            f"  {name:28} {rps:8.0f} {rps / floor:11.2f} {spread(ratios) + f' of {floor_rps:.0f}':>31} "
+            f"{statistics.median(x.p50_ms for x in loads):7.2f} {statistics.median(x.p99_ms for x in loads):7.2f} "
+            f"{sum(x.errors for x in loads):6d} {busy[name]:8.0%}"
         )
     print(
-        f"  (floor: median of {len(floors)} runs, one before each variant; CPU busy: of all "
-        f"{os.cpu_count()} cores, with wrk, Envoy, PostgreSQL and the servers on them)",
+        f"  (constant floor: median of {len(floors)} runs, one before each variant; store floor: as many "
+        f"floor processes as replicas, median (min-max) of the rounds; CPU busy: of all {os.cpu_count()} cores, "
+        "with wrk, Envoy, PostgreSQL and the servers on them)",
         flush=True,
     )
 
@@ -255,6 +296,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,1000000")
     parser.add_argument("--entries", type=int, default=2, help="log entries a task, for the log pages")
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating tasktrail / store floor runs of reads")
     parser.add_argument("--only", default="reads,tails,pages")
     args = parser.parse_args()
     parts = args.only.split(",")
