@@ -248,7 +248,9 @@ async def main(port: int, store: str | None, log: bool = False) -> None:
     pool = None
     if store and store.startswith("postgresql"):
         dsn = make_url(store).set(drivername="postgresql").render_as_string(hide_password=False)
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=10, reset=keep)  # as tasktrail's readers
+        pool = await asyncpg.create_pool(  # as tasktrail's readers, and its writes' durability
+            dsn, min_size=1, max_size=10, reset=keep, server_settings={"synchronous_commit": "on"}
+        )
         floor = PostgresRead(pool)  # type: ignore[abstract]
     elif store:
         floor = SqliteRead(make_url(store).database or "")  # type: ignore[abstract]

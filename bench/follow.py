@@ -304,11 +304,15 @@ def layout(name: str, lane: bool, args: argparse.Namespace, base: str) -> None:
                     into.append(bench.follow(Run(run.name, run.mode, run.followers, run.rate), args.seconds))
             best = sorted(ours, key=lambda r: r.client.get("p99_ms", 0))[len(ours) // 2]
             print(report(best), flush=True)
-            p99s = [r.client.get("p99_ms", 0) / f.client.get("p99_ms", 1) for r, f in zip(ours, theirs, strict=True)]
+            p99s = [
+                r.client.get("p99_ms", 0) / f.client["p99_ms"]
+                for r, f in zip(ours, theirs, strict=True)
+                if f.client.get("p99_ms")  # a floor run that delivered nothing has no p99 to compare with
+            ] or [float("nan")]
             floor_p99 = statistics.median(f.client.get("p99_ms", 0) for f in theirs)
             print(
                 f"    fan-out floor p99 {floor_p99:.2f} ms; p99 / floor's p99: {spread(p99s)}; "
-                f"floor: {verdict(theirs[-1])}",
+                f"floor: {'; '.join(sorted({verdict(f) for f in theirs}))}",
                 flush=True,
             )
         if args.only is None or "5000" in args.only:

@@ -124,12 +124,15 @@ def reads(args: argparse.Namespace, work: Path) -> None:
                         for url_ in (edge.rest, store_edge.rest):
                             wrk(url_, connections=32, seconds=3, script=script)  # warm up
                         results[name], against[name] = [], []
-                        before = cpu_times()
+                        spent: list[float] = []  # the machine's busy share while tasktrail ran
                         for i in range(args.rounds):  # alternating, so that drift hits both alike
                             pair = [(results[name], edge.rest), (against[name], store_edge.rest)]
                             for into, target in pair if i % 2 == 0 else reversed(pair):
+                                before = cpu_times()
                                 into.append(wrk(target, connections=32, seconds=args.seconds, script=script))
-                        busy[name] = cpu_busy(before, cpu_times())
+                                if into is results[name]:
+                                    spent.append(cpu_busy(before, cpu_times()))
+                        busy[name] = statistics.median(spent)
     floor = statistics.median(f.requests_per_s for f in floors)
     print(
         f"Reads: GET a running task through Envoy ({args.tasks:,} tasks, 32 connections, "

@@ -18,7 +18,8 @@
 -- originals ignore headers they do not know; passed on, it would fail the call
 -- inside the gRPC server (INTERNAL, "Illegal header key").
 
--- 4. On the way in, on the enterprise API's paths: its boolean parameters
+-- 4. On the way in, on the enterprise port (its header_mutation marks the
+-- request with x-tasktrail-dialect: crdb; the other ports strip the mark): its boolean parameters
 -- (`verbose` of a GET, `force` of a cancel) are checked here, so that a bad value is refused in
 -- the API's words and naming the parameter; the transcoder would say
 -- `invalid value "maybe" for type TYPE_BOOL`. The words taken are the
@@ -34,16 +35,28 @@ local function unescape(text)
   return (text:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
 end
 
-local function bad_boolean(path)
-  if path:sub(1, 15) ~= "/v1/crdb_tasks/" then
-    return nil
+-- The parameter a call of the enterprise API reads as a boolean, or nil: the
+-- same path and method the routes give a call (a trailing slash included, as
+-- the transcoder drops it); anything else is left to the routes' 404 and 405.
+local function boolean_of(method, route)
+  if method == "GET" and route:find("^/v1/crdb_tasks/[^/]+/?$") then
+    return "verbose"
   end
+  if method == "POST" and route:find("^/v1/crdb_tasks/[^/]+/actions/cancel/?$") then
+    return "force"
+  end
+  return nil
+end
+
+local function bad_boolean(method, path)
   local route, query = path:match("^([^?]*)%?(.*)$")
   if query == nil then
     return nil
   end
-  -- The one boolean of each call; another call's is an unknown parameter, ignored.
-  local parameter = route:find("/actions/cancel$") and "force" or "verbose"
+  local parameter = boolean_of(method, route)
+  if parameter == nil then
+    return nil
+  end
   for pair in query:gmatch("[^&]+") do
     local name, value = pair:match("^([^=]*)=(.*)$")
     if name == parameter and not BOOLEAN_WORDS[unescape(value):lower()] then
@@ -59,7 +72,14 @@ end
 
 function envoy_on_request(request_handle)
   local headers = request_handle:headers()
-  local refusal = bad_boolean(headers:get(":path") or "")
+  local dialect = headers:get("x-tasktrail-dialect")
+  if dialect ~= nil then
+    headers:remove("x-tasktrail-dialect")
+  end
+  local refusal = nil
+  if dialect == "crdb" then
+    refusal = bad_boolean(headers:get(":method") or "", headers:get(":path") or "")
+  end
   if refusal ~= nil then
     request_handle:respond({ [":status"] = "400", ["content-type"] = "text/plain" }, refusal)
     return

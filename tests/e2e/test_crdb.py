@@ -392,6 +392,17 @@ def test_malformed_requests_get_4xx_in_the_api_shape(rs: Stack) -> None:
     for word in ("TRUE", "y", "No", "0", "tru%65"):  # the words the transcoder reads pass on to it
         assert request(rs, f"/v1/crdb_tasks/{task_id}?verbose={word}", user)[0] == 200
     assert request(rs, f"/v1/crdb_tasks/{task_id}?force=maybe", user)[0] == 200  # not a GET's parameter: ignored
+    # The check follows the routes: the list takes no verbose (ignored), another method is a 405, and a
+    # trailing slash is the same call, as the transcoder reads it.
+    assert request(rs, "/v1/crdb_tasks/?verbose=maybe", user)[0] == 200
+    status, body, _ = request(rs, f"/v1/crdb_tasks/{task_id}?verbose=maybe", user, "DELETE")
+    assert (status, body["error_code"]) == (405, "method_not_allowed")
+    status, body, _ = request(rs, f"/v1/crdb_tasks/{task_id}/actions/cancel/?force=perhaps", user, "POST")
+    assert (status, body["description"]) == (400, 'invalid value "perhaps" for parameter force: it takes true or false')
+    # Only the enterprise port checks them: elsewhere the path is unknown, whatever a client claims.
+    claimed = {"x-tasktrail-dialect": "crdb"}
+    assert http_get(rs.rest + "/v1/crdb_tasks/x?verbose=maybe", claimed)[0] == 404
+    assert http_get(rs.cloud + "/v1/crdb_tasks/x?verbose=maybe", claimed, ca=rs.ca)[0] == 404
     status, body, _ = request(rs, "/v1/crdb_tasks", user, headers={"x-padding": "a" * 70_000})
     assert (status, body["error_code"]) == (431, "request_header_fields_too_large")
     # Plain HTTP on the HTTPS port.

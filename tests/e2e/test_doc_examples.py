@@ -15,15 +15,38 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.support import databases, docs
 from tests.support.databases import ON_POSTGRES
-from tests.support.stack import ROOT, Stack, distinct_ports, free_port, start_stack, stop_stack
+from tests.support.stack import ROOT, Stack, distinct_ports, start_stack, stop_stack
 
 pytestmark = pytest.mark.e2e
+
+
+def run_grouped(
+    argv: list[str], *, timeout: float, check: bool = False, capture_output: bool = False, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """subprocess.run in a session of its own: on a timeout the whole group is
+    killed (a script's servers, a benchmark's Envoys), not only its leader."""
+    if capture_output:
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+    with subprocess.Popen(argv, start_new_session=True, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
+    if check:
+        done.check_returncode()
+    return done
 
 
 def blocks_with(marker: str) -> list[tuple[str, str]]:
@@ -46,7 +69,7 @@ def docs_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def run(stack: Stack, script: str) -> str:
     script = script.replace("http://localhost:3000", stack.rest)
     script = re.sub(r"(?<=[\s'\"])data/", f"{stack.data_dir}/", script)  # the docs run from a checkout
-    return subprocess.run(
+    return run_grouped(
         ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60, check=True
     ).stdout
 
@@ -83,7 +106,7 @@ def test_crdb_example(docs_stack: Stack, tmp_path: Path, name: str, block: str) 
         script = line.replace("https://localhost:9443", docs_stack.crdb).replace(
             "curl ", "curl -sS -w '\\n%{http_code}' ", 1
         )
-        out = subprocess.run(
+        out = run_grouped(
             ["bash", "-euo", "pipefail", "-c", script],
             capture_output=True,
             text=True,
@@ -102,7 +125,7 @@ def test_cloud_example(docs_stack: Stack, tmp_path: Path, name: str, block: str)
     cloud_host = docs_stack.cloud.removeprefix("https://")
     # What the reader did before: the development account's keys, HOST, the CA, a TASK_ID.
     setup = f"set -a; . data/dev-account.env; set +a; export HOST={cloud_host}/v1 CURL_CA_BUNDLE=data/tls/ca.pem\n"
-    listed = subprocess.run(
+    listed = run_grouped(
         ["bash", "-euo", "pipefail", "-c", setup + 'curl -sS "https://$HOST/tasks" '
          '-H "x-api-key: $ACCOUNT_KEY" -H "x-api-secret-key: $SECRET_KEY"'],
         capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
@@ -110,7 +133,7 @@ def test_cloud_example(docs_stack: Stack, tmp_path: Path, name: str, block: str)
     tasks = json.loads(listed)["tasks"]
     assert {t["status"] for t in tasks} >= {"received", "processing-in-progress", "processing-completed"}
     script = setup + f"export TASK_ID={tasks[0]['taskId']}\n" + block.replace("127.0.0.1:8443", cloud_host)
-    out = subprocess.run(
+    out = run_grouped(
         ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
     ).stdout
     answer = json.loads(out)
@@ -146,7 +169,7 @@ def test_cli_and_sdk_example(docs_stack: Stack, tmp_path: Path, name: str, kind:
         argv = ["bash", "-euo", "pipefail", "-c", script]
     else:
         argv = [sys.executable, "-c", block.replace("localhost:50051", docs_stack.grpc_target)]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=example_env(docs_stack))
+    done = run_grouped(argv, capture_output=True, text=True, timeout=120, cwd=tmp_path, env=example_env(docs_stack))
     assert done.returncode == 0, (name, done.stdout, done.stderr)
     if "print(" in block or kind == "sh":
         assert done.stdout
@@ -188,7 +211,7 @@ def test_transcript(docs_stack: Stack, tmp_path: Path, block: docs.Block) -> Non
         script = shell(command).replace("127.0.0.1:50051", docs_stack.grpc_target)
         if "${fpath[1]}" in script:  # zsh's function path (counted from 1), in bash (from 0)
             script = f"fpath=(- {tmp_path})\n" + script
-        done = subprocess.run(
+        done = run_grouped(
             ["bash", "-uo", "pipefail", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, timeout=120, cwd=cwd, env=env,
         )  # fmt: skip
@@ -239,7 +262,7 @@ def test_openapi_example(docs_stack: Stack, tmp_path: Path, name: str, block: st
         ("https://localhost:9443", docs_stack.crdb),
     ):
         block = block.replace(origin, live)
-    out = subprocess.run(
+    out = run_grouped(
         ["bash", "-euo", "pipefail", "-c", block], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
     ).stdout
     assert json.loads(out)["openapi"].startswith("3.")
@@ -254,7 +277,7 @@ def test_grpc_example(docs_stack: Stack, tmp_path: Path, block: docs.Block) -> N
     setup = "set -a; . data/dev-account.env; set +a\n"
     script = setup + block.text.replace("localhost:50051", docs_stack.grpc_target)
     env = {**example_env(docs_stack), "PATH": f"{tools}:{os.environ['PATH']}"}
-    out = subprocess.run(
+    out = run_grouped(
         ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env
     )
     assert out.returncode == 0, out.stderr
@@ -275,7 +298,7 @@ def test_bench_example(tmp_path: Path, block: docs.Block) -> None:
     if ON_POSTGRES:
         pytest.skip("the same command as in the SQLite run; benchmarks pick their store themselves")
     module = block.text.split()[2]
-    done = subprocess.run(
+    done = run_grouped(
         [sys.executable, "-m", module, *QUICK[module]], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
@@ -319,12 +342,13 @@ def running(command: str, cwd: Path, env: dict[str, str], ready: bytes) -> Itera
             time.sleep(0.1)
         yield
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C in a terminal: to the whole foreground group
+        with contextlib.suppress(ProcessLookupError):  # as Ctrl-C in a terminal: the whole group, leader gone or not
+            os.killpg(proc.pid, signal.SIGINT)
         try:
             code = proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
     said = log.read_text()
@@ -347,7 +371,7 @@ def test_service_example(tmp_path: Path, block: docs.Block) -> None:
     in a fresh directory; the ones that run until Ctrl-C are stopped by one.
     A PostgreSQL URL (db.internal) is the test run's server; other hosts
     (app-1.internal …) are this one, on free ports; every server binds loopback."""
-    env = service_env()
+    env, spare = service_env()
     text = block.text.replace(".venv/bin/tasktrail", "tasktrail").replace("--host 0.0.0.0", "--host 127.0.0.1")
     fresh_pg = None
     if "postgresql+asyncpg://tasktrail@db.internal/tasktrail" in text:
@@ -356,7 +380,7 @@ def test_service_example(tmp_path: Path, block: docs.Block) -> None:
         fresh_pg = databases.fresh_url(tmp_path)
         text = text.replace("postgresql+asyncpg://tasktrail@db.internal/tasktrail", fresh_pg)
     hosts = sorted(set(re.findall(r"app-\d\.internal:\d+", text)))
-    here = {host: f"127.0.0.1:{free_port()}" for host in hosts}
+    here = {host: f"127.0.0.1:{spare.pop()}" for host in hosts}
     for host, address in here.items():
         text = text.replace(host, address)
     lines = [line.replace("tasktrail ", f"{sys.executable} -m tasktrail ", 1) for line in commands(text)]
@@ -368,7 +392,7 @@ def test_service_example(tmp_path: Path, block: docs.Block) -> None:
                     make = f"make -C {ROOT} run RUN_ARGS='--data-dir {tmp_path}/data'"
                     started.enter_context(running(make, tmp_path, env, UP))
                 elif " tasktrail migrate" in line:
-                    done = subprocess.run(
+                    done = run_grouped(
                         ["bash", "-c", line], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env
                     )
                     assert done.returncode == 0, done.stderr
@@ -379,7 +403,7 @@ def test_service_example(tmp_path: Path, block: docs.Block) -> None:
                                                       SERVING))  # fmt: skip
                     continue
                 elif " tasktrail serve" in line:
-                    line = re.sub(r"--port \d+", f"--port {free_port()}", line)
+                    line = re.sub(r"--port \d+", f"--port {spare.pop()}", line)
                     started.enter_context(running(line, tmp_path, alone, SERVING))
                 elif " tasktrail up" in line:
                     started.enter_context(running(line, tmp_path, env, UP))
@@ -392,10 +416,11 @@ def test_service_example(tmp_path: Path, block: docs.Block) -> None:
             databases.drop(fresh_pg)
 
 
-def service_env() -> dict[str, str]:
-    """Free ports for every listener, through the settings' environment variables."""
-    (rest, grpc_port, admin, cloud, crdb, metrics), server = distinct_ports(6, 4)
+def service_env() -> tuple[dict[str, str], list[int]]:
+    """Free ports for every listener, through the settings' environment
+    variables, and spare ones (all different) for the servers a block starts."""
+    (rest, grpc_port, admin, cloud, crdb, metrics, *spare), server = distinct_ports(10, 4)
     ports = {"REST": rest, "GRPC": grpc_port, "ADMIN": admin, "CLOUD": cloud, "CRDB": crdb, "METRICS": metrics}
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKTRAIL_")}
     env |= {f"TASKTRAIL_{k}_PORT": str(v) for k, v in ports.items()}
-    return env | {"TASKTRAIL_SERVER_PORT": str(server), "TASKTRAIL_SHUTDOWN_GRACE": "2", "NO_COLOR": "1"}
+    return env | {"TASKTRAIL_SERVER_PORT": str(server), "TASKTRAIL_SHUTDOWN_GRACE": "2", "NO_COLOR": "1"}, spare

@@ -373,10 +373,12 @@ def _up(settings: UpSettings, data_dir: Path) -> int:
 
     def serve(name: str, port: int) -> Child:
         argv = [sys.executable, "-m", "tasktrail", "serve", *settings.server_argv, "--host", host, "--port", str(port)]
+        # Never a port of their own choosing: a TASKTRAIL_METRICS_PORT the
+        # children inherit names up's port. With up's metrics on, each takes a
+        # free loopback port and writes it to the file up reads.
+        argv += ["--metrics-port", "0"]
         if settings.metrics_port:
-            # A free port each (written to the file): never up's own, which a
-            # TASKTRAIL_METRICS_PORT the children inherit would name.
-            argv += ["--metrics-port", "0", "--metrics-port-file", str(counts / f"{name}.port")]
+            argv += ["--metrics-port-file", str(counts / f"{name}.port")]
         return Child(name, argv, data_dir / "logs" / f"{name}.log", env=env)
 
     remote = list(settings.backends)
