@@ -17,7 +17,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -204,52 +204,48 @@ class PostgresStore(Store):
         writes.tally()
         return result
 
-    async def read(self, fn: Callable[[ReadQueries], T]) -> T:
-        # One statement: no transaction, so no BEGIN/COMMIT round trips.
+    async def _on_reader(self, kind: str, run: Callable[[PgConnection], Awaitable[T]]) -> T:
+        """`run` on a pooled read connection: a store away answers as an
+        outage, and the call is timed as a store call of `kind`."""
         started = time.perf_counter()
         try:
             async with (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                result = await greenlet_spawn(fn, _Reader(conn, self._compiled))
+                result = await run(conn)
         except Exception as exc:
             if (failure := self._outage(exc)) is None:
                 raise
             raise failure from exc
-        metrics.store_call("read", time.perf_counter() - started)
+        metrics.store_call(kind, time.perf_counter() - started)
         return result
+
+    async def read(self, fn: Callable[[ReadQueries], T]) -> T:
+        # One statement: no transaction, so no BEGIN/COMMIT round trips.
+        async def run(conn: PgConnection) -> T:
+            return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+
+        return await self._on_reader("read", run)
 
     async def get_task(self, task_id: str, now: int) -> Task | None:
         # The polled read, straight through asyncpg: no greenlet to hop into
         # and out of, one prepared statement (asyncpg caches it per connection).
         if "\x00" in task_id:
             return None  # no text in PostgreSQL holds U+0000: no task has this id
-        started = time.perf_counter()
         sql, names, _ = self._compiled(GET_TASK)
         args = {"task_id": task_id, "now": now}
-        try:
-            async with (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
-                row = await conn.fetchrow(sql, *(args[n] for n in names))
-        except Exception as exc:
-            if (failure := self._outage(exc)) is None:
-                raise
-            raise failure from exc
-        metrics.store_call("read", time.perf_counter() - started)
-        return None if row is None else task_from_row(tuple(row))
+
+        async def run(conn: PgConnection) -> Task | None:
+            row = await conn.fetchrow(sql, *(args[n] for n in names))
+            return None if row is None else task_from_row(tuple(row))
+
+        return await self._on_reader("read", run)
 
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
         # Several statements see one snapshot.
-        started = time.perf_counter()
-        try:
-            async with (
-                (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn,
-                conn.transaction(isolation="repeatable_read", readonly=True),
-            ):
-                result = await greenlet_spawn(fn, _Reader(conn, self._compiled))
-        except Exception as exc:
-            if (failure := self._outage(exc)) is None:
-                raise
-            raise failure from exc
-        metrics.store_call("snapshot", time.perf_counter() - started)
-        return result
+        async def run(conn: PgConnection) -> T:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                return await greenlet_spawn(fn, _Reader(conn, self._compiled))
+
+        return await self._on_reader("snapshot", run)
 
     def _outage(self, exc: Exception) -> errors.CoreError | None:
         """What a failed statement means to a caller: no room left (53100), or a
