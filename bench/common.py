@@ -22,7 +22,6 @@ from pathlib import Path
 import asyncpg
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from sqlalchemy import insert
 from sqlalchemy.engine import make_url
 
 from tasktrail.auth import tokens
@@ -32,7 +31,6 @@ from tasktrail.core.model import Scope, Status, Task
 from tasktrail.edge import config, tls
 from tasktrail.store import migrate, open_store
 from tasktrail.store import statements as q
-from tasktrail.store.schema import tasks as tasks_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -197,7 +195,7 @@ def seed(
 
 
 def insert_all(rows: list[Task], tx: q.WriteQueries) -> None:
-    tx.conn.execute(insert(tasks_table), [q.task_values(t) for t in rows])
+    tx.insert_tasks(rows)
 
 
 # The machine's PostgreSQL (trust auth), where the benchmarks make their databases.

@@ -186,6 +186,8 @@ class LogEntry:
     fields: JsonObject | None = None
     # Characters of text (message and fields), as read from the store: answers are cut by it.
     size: int = field(default=0, compare=False)
+    # The fields as JSON text, where the append encoded them already (the store keeps this text).
+    fields_json: str | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tasktrail.core import errors, lifecycle, metrics
 from tasktrail.core.cache import EndedTasks
@@ -255,15 +256,15 @@ class TaskCore:
     ) -> list[str]:
         if not entries:
             return []
-        check_append(entries, append_id, self.limits)
-        digest = batch_digest(entries) if append_id else None
+        encoded = check_append(entries, append_id, self.limits)
+        digest = batch_digest(entries, encoded) if append_id else None
         arrived = now_us()
 
         def change(tx: Transaction) -> list[str]:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
             if append_id and task.last_append_id == append_id:
-                if task.last_append_digest not in (None, digest):
+                if task.last_append_digest not in (None, digest, legacy_digest(entries)):
                     raise errors.AlreadyExists(
                         f"append_id {append_id} was used for other entries: a retry sends the same batch",
                         reason=errors.APPEND_REUSED,
@@ -274,7 +275,7 @@ class TaskCore:
                     f"task {task_id} is {task.status.value}: its log is sealed", reason=errors.LOG_SEALED
                 )
             _check_lease(task, lease_id, arrived)
-            made = self._allocate(task.last_entry_id, entries, now)
+            made = self._allocate(task.last_entry_id, entries, now, encoded)
             ids = [e.entry_id for e in made]
             tx.insert_entries(task_id, made)
             after = dataclasses.replace(task, last_entry_id=ids[-1], updated_at=now)
@@ -346,6 +347,26 @@ class TaskCore:
         now = now_us()
         read = self.store.snapshot if len(query.ranges) > 1 else self.store.read
         return await read(lambda r: r.list_tasks(query, now))
+
+    async def list_after(self, query: TaskQuery, task_id: str, access: Access) -> TaskPage:
+        """The page after the position an `after_task_id` cursor names (see
+        `position_of`; `access` is what the cursor may name, `query.ranges`
+        what the caller may list).
+
+        A cursor in the one range listed is read by the page's own statement:
+        one round trip. Where that page is empty (the list's end, or a cursor
+        elsewhere), the position is looked up on its own, then the page.
+        """
+        check_cursor("after_task_id", task_id)
+        check_query(query)
+        query = dataclasses.replace(query, statuses=distinct(query.statuses), types=distinct(query.types))
+        if len(query.ranges) == 1 and "\x00" not in task_id:
+            now = now_us()
+            page = await self.store.read(lambda r: r.list_tasks(query, now, task_id))
+            if page.tasks:
+                return page
+        after = await self.position_of(task_id, access)
+        return await self.list_tasks(dataclasses.replace(query, after=after))
 
     async def recent(self, scope: Scope, entity_id: str, window_us: int, limit: int) -> list[Task]:
         """An entity's tasks created in the last `window_us`, the latest status change first."""
@@ -608,17 +629,21 @@ class TaskCore:
         tx.insert_entries(after.task_id, made)
         return tx.save_task(before, dataclasses.replace(after, last_entry_id=made[-1].entry_id))
 
-    def _allocate(self, last: str | None, entries: Sequence[NewLogEntry], now: int) -> list[LogEntry]:
+    def _allocate(
+        self, last: str | None, entries: Sequence[NewLogEntry], now: int, encoded: Sequence[str | None] = ()
+    ) -> list[LogEntry]:
         """Entry ids, each greater than the one before, under the task's lock.
         (Caller-supplied ids leave room after them, so this always finds some;
         a log written before that rule that left none is full.)"""
         try:
-            return self._allocated(last, entries, now)
+            return self._allocated(last, entries, now, encoded)
         except ValueError as full:
             message = "this task's log has no room for another entry id"
             raise errors.FailedPrecondition(message, reason=errors.LOG_FULL) from full
 
-    def _allocated(self, last: str | None, entries: Sequence[NewLogEntry], now: int) -> list[LogEntry]:
+    def _allocated(
+        self, last: str | None, entries: Sequence[NewLogEntry], now: int, encoded: Sequence[str | None]
+    ) -> list[LogEntry]:
         made: list[LogEntry] = []
         fresh: list[str] = []  # ids made ahead for a run of entries without their own
         for i, entry in enumerate(entries):
@@ -640,21 +665,58 @@ class TaskCore:
                     timestamp=entry.timestamp if entry.timestamp is not None else now,
                     message=entry.message,
                     fields=entry.fields or None,
+                    fields_json=encoded[i] if encoded else None,
                 )
             )
             last = entry_id
         return made
 
 
-def batch_digest(entries: Sequence[NewLogEntry]) -> str:
-    """What a batch holds, in 64 hex digits: a retry must send the same."""
+def batch_digest(entries: Sequence[NewLogEntry], encoded: Sequence[str | None]) -> str:
+    """What a batch holds, in 64 hex digits: a retry must send the same.
+    Fields count by their JSON with keys sorted, whatever order they came in:
+    the text the append encoded already, where its keys were in order."""
+    digest = hashlib.sha256()
+    for entry, text in zip(entries, encoded, strict=True):
+        if not entry.fields:
+            fields = ""
+        elif text is not None and _keys_in_order(entry.fields):
+            fields = text
+        else:
+            fields = json.dumps(entry.fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        _digest_entry(digest, entry, fields)
+    return digest.hexdigest()
+
+
+def legacy_digest(entries: Sequence[NewLogEntry]) -> str:
+    """The digest before 2026-12 (non-ASCII escaped): a retry that spans an
+    upgrade is still known for the same batch."""
     digest = hashlib.sha256()
     for entry in entries:
         fields = json.dumps(entry.fields, sort_keys=True, separators=(",", ":"), default=str) if entry.fields else ""
-        for part in (entry.message, fields, str(entry.timestamp), entry.entry_id or ""):
-            digest.update(part.encode())
-            digest.update(b"\x00")
+        _digest_entry(digest, entry, fields)
     return digest.hexdigest()
+
+
+def _digest_entry(digest: Any, entry: NewLogEntry, fields: str) -> None:
+    for part in (entry.message, fields, str(entry.timestamp), entry.entry_id or ""):
+        digest.update(part.encode())
+        digest.update(b"\x00")
+
+
+def _keys_in_order(value: object) -> bool:
+    """Whether every object in `value` has its keys sorted (its JSON is then its sorted JSON)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            keys = list(item)
+            if any(a > b for a, b in itertools.pairwise(keys)):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
 
 
 def _named(task_id: str) -> None:

@@ -102,19 +102,25 @@ def _text(name: str, value: str | None, limit: int) -> None:
         raise errors.InvalidArgument(f"{name} may not contain U+0000 (NUL)")
 
 
-def _json(name: str, value: Mapping[str, Any] | None) -> None:
-    """A JSON object within the size and depth bounds."""
+def _json(name: str, value: Mapping[str, Any] | None) -> str | None:
+    """A JSON object within the size and depth bounds; its JSON text (None
+    where JSON has no words for a value in it: NaN, infinities)."""
     if value is None:
-        return
+        return None
     depth = _depth(value, BOUNDS.json_depth)
     if depth > BOUNDS.json_depth:
         raise errors.InvalidArgument(f"{name} nests at most {BOUNDS.json_depth} levels deep")
     try:
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+        text: str | None = _ENCODER.encode(value)
     except ValueError:  # NaN and infinities: JSON has no word for them
-        size = len(repr(value))
-    if size > BOUNDS.json_value:
+        text = None
+    if len(text if text is not None else repr(value)) > BOUNDS.json_value:
         raise errors.InvalidArgument(f"{name} is at most {BOUNDS.json_value} characters of JSON")
+    return text
+
+
+# Compact JSON, as the store keeps it.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -217,24 +223,26 @@ def check_result(result: Result) -> None:
     _json("result.resource", result.resource)
 
 
-def check_append(entries: Sequence[NewLogEntry], append_id: str | None, limits: Limits) -> None:
+def check_append(entries: Sequence[NewLogEntry], append_id: str | None, limits: Limits) -> list[str | None]:
+    """Check a batch; each entry's fields as JSON text (None without fields),
+    encoded once here for the digest and the store too."""
     _text("append_id", append_id, BOUNDS.append_id)
     if len(entries) > limits.max_append_batch:
         raise errors.InvalidArgument(f"at most {limits.max_append_batch} entries per call")
-    for entry in entries:
-        check_entry(entry)
+    return [check_entry(entry) for entry in entries]
 
 
-def check_entry(entry: NewLogEntry) -> None:
+def check_entry(entry: NewLogEntry) -> str | None:
     if len(entry.message) > BOUNDS.message:
         raise errors.InvalidArgument(f"a log message is at most {BOUNDS.message} characters")
     if "\x00" in entry.message:  # PostgreSQL's text cannot hold it: refused on every store alike
         raise errors.InvalidArgument("a log message may not contain U+0000 (NUL)")
-    _json("a log entry's fields", entry.fields)
+    fields = _json("a log entry's fields", entry.fields) if entry.fields else None
     if entry.timestamp is not None and not MIN_TIMESTAMP_US <= entry.timestamp <= MAX_TIMESTAMP_US:
         raise errors.InvalidArgument("a log entry's timestamp is between 0001-01-01 and 9999-12-31 (UTC)")
     if entry.entry_id:
         check_entry_id(entry.entry_id)
+    return fields
 
 
 def check_entry_id(entry_id: str) -> None:

@@ -89,13 +89,17 @@ class Compiled(Generic[C]):
     """Statements compiled once each, by the statement object (kept with its
     SQL, so that its id stays its own). The statements are a bounded set of
     shapes (statements.py caches each shape's statement), and so is this:
-    the least recently used goes first past `size`."""
+    the least recently used goes first past `size`. With `keep`, only the
+    compiled statements it accepts are kept (the rest compile at each call)."""
 
-    __slots__ = ("_compile", "_items", "_size")
+    __slots__ = ("_compile", "_items", "_keep", "_size")
 
-    def __init__(self, compile_one: Callable[[Select[Any]], C], size: int = 512) -> None:
+    def __init__(
+        self, compile_one: Callable[[Select[Any]], C], size: int = 512, keep: Callable[[C], bool] | None = None
+    ) -> None:
         self._compile = compile_one
         self._size = size
+        self._keep = keep
         self._items: OrderedDict[int, tuple[Select[Any], C]] = OrderedDict()
 
     def __call__(self, stmt: Select[Any]) -> C:
@@ -104,10 +108,13 @@ class Compiled(Generic[C]):
         if hit is not None and hit[0] is stmt:
             self._items.move_to_end(key)
             return hit[1]
-        made = self._items[key] = (stmt, self._compile(stmt))
+        made = self._compile(stmt)
+        if self._keep is not None and not self._keep(made):
+            return made
+        self._items[key] = (stmt, made)
         if len(self._items) > self._size:
             self._items.popitem(last=False)
-        return made[1]
+        return made
 
     def __len__(self) -> int:
         return len(self._items)

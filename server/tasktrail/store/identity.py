@@ -53,17 +53,17 @@ def insert_token(
         "created_at": now,
         "revoked_at": None,
     }
-    tx.conn.execute(insert(tokens), [values])
+    tx.execute(insert(tokens).values(values))
 
 
 def revoke_token(tx: WriteQueries, token_id: str, now: int) -> bool:
     stmt = update(tokens).where(tokens.c.token_id == token_id, tokens.c.revoked_at.is_(None)).values(revoked_at=now)
-    return bool(tx.conn.execute(stmt).rowcount)
+    return bool(tx.execute(stmt))
 
 
 def list_tokens(tx: WriteQueries) -> list[TokenRecord]:
     columns = (tokens.c.token_id, tokens.c.name, tokens.c.role, tokens.c.grants, tokens.c.created_at)
-    rows = tx.conn.execute(select(*columns, tokens.c.revoked_at).order_by(tokens.c.created_at))
+    rows = tx.rows(select(*columns, tokens.c.revoked_at).order_by(tokens.c.created_at))
     return [TokenRecord(*row) for row in rows]
 
 
@@ -82,17 +82,16 @@ def live_token(reader: ReadQueries, token_id: str) -> tuple[str, str, str, str] 
 
 
 def account_count(tx: WriteQueries) -> int:
-    return int(tx.conn.execute(select(func.count()).select_from(accounts)).scalar_one())
+    return int(tx.rows(select(func.count()).select_from(accounts))[0][0])
 
 
 def insert_account(tx: WriteQueries, account_id: str, name: str, key_hash: str, now: int) -> None:
     values = {"account_id": account_id, "name": name, "api_key_hash": key_hash, "created_at": now}
-    tx.conn.execute(insert(accounts), [values])
+    tx.execute(insert(accounts).values(values))
 
 
 def account_exists(tx: WriteQueries, account_id: str) -> bool:
-    found = tx.conn.execute(select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first()
-    return found is not None
+    return bool(tx.rows(select(accounts.c.account_id).where(accounts.c.account_id == account_id)))
 
 
 def insert_key(tx: WriteQueries, key_id: str, account_id: str, name: str, secret_hash: str, now: int) -> None:
@@ -104,12 +103,12 @@ def insert_key(tx: WriteQueries, key_id: str, account_id: str, name: str, secret
         "created_at": now,
         "revoked_at": None,
     }
-    tx.conn.execute(insert(api_keys), [values])
+    tx.execute(insert(api_keys).values(values))
 
 
 def revoke_key(tx: WriteQueries, key_id: str, now: int) -> bool:
     live = (api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
-    return bool(tx.conn.execute(update(api_keys).where(*live).values(revoked_at=now)).rowcount)
+    return bool(tx.execute(update(api_keys).where(*live).values(revoked_at=now)))
 
 
 def list_keys(tx: WriteQueries, account_id: str | None) -> list[KeyRecord]:
@@ -118,7 +117,7 @@ def list_keys(tx: WriteQueries, account_id: str | None) -> list[KeyRecord]:
     ).order_by(api_keys.c.created_at)
     if account_id is not None:
         query = query.where(api_keys.c.account_id == account_id)
-    return [KeyRecord(*row) for row in tx.conn.execute(query)]
+    return [KeyRecord(*row) for row in tx.rows(query)]
 
 
 _KEY = (
@@ -138,20 +137,20 @@ def live_key(reader: ReadQueries, secret_hash: str) -> tuple[str, str, str, str]
 
 
 def user_exists(tx: WriteQueries, username: str) -> bool:
-    return tx.conn.execute(select(users.c.username).where(users.c.username == username)).first() is not None
+    return bool(tx.rows(select(users.c.username).where(users.c.username == username)))
 
 
 def insert_user(tx: WriteQueries, username: str, password_hash: str, now: int) -> None:
-    tx.conn.execute(insert(users), [{"username": username, "password_hash": password_hash, "created_at": now}])
+    tx.execute(insert(users).values(username=username, password_hash=password_hash, created_at=now))
 
 
 def delete_user(tx: WriteQueries, username: str) -> bool:
-    return bool(tx.conn.execute(delete(users).where(users.c.username == username)).rowcount)
+    return bool(tx.execute(delete(users).where(users.c.username == username)))
 
 
 def list_users(tx: WriteQueries) -> list[UserRecord]:
     query = select(users.c.username, users.c.created_at).order_by(users.c.username)
-    return [UserRecord(*row) for row in tx.conn.execute(query)]
+    return [UserRecord(*row) for row in tx.rows(query)]
 
 
 _PASSWORD = select(users.c.password_hash).where(users.c.username == bindparam("username"))
@@ -165,4 +164,4 @@ def password_hash(reader: ReadQueries, username: str) -> str | None:
 def replace_password_hash(tx: WriteQueries, username: str, old: str, new: str) -> bool:
     """Store a new hash of the same password, unless the hash changed meanwhile."""
     stmt = update(users).where(users.c.username == username, users.c.password_hash == old).values(password_hash=new)
-    return bool(tx.conn.execute(stmt).rowcount)
+    return bool(tx.execute(stmt))

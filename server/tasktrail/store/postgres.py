@@ -1,10 +1,10 @@
 """PostgreSQL, the store to scale out on: several processes on several hosts.
 
-- Writes run through SQLAlchemy's asyncio engine on asyncpg, and NOTIFY the
-  task they changed at commit.
-- Reads run through asyncpg itself, with SQLAlchemy statements compiled once:
-  a read pays for one prepared statement's round trip, not for the ORM-core
-  machinery.
+- Reads and writes run through asyncpg itself, on two pools, with SQLAlchemy
+  statements compiled once: a statement pays for one prepared statement's
+  round trip, not for SQLAlchemy's execution machinery. Writes NOTIFY the
+  task they changed at commit. SQLAlchemy's own engine only migrates and
+  checks the schema.
 - Other processes' writes are heard through LISTEN on a connection of its
   own, backed by a slow poll of the watched tasks' versions.
 """
@@ -21,20 +21,22 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import Connection, text
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql as postgresql_dialect
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.util import await_only, greenlet_spawn
 
 from tasktrail.core import errors, metrics
-from tasktrail.core.model import Task
+from tasktrail.core.model import LogEntry, Task
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
 from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, full, unreachable
-from tasktrail.store.statements import GET_TASK, ReadQueries, Row, WriteQueries, task_from_row
+from tasktrail.store.statements import GET_TASK, ReadQueries, Row, WriteQueries, entry_row, task_from_row
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,7 +46,6 @@ CHANGES_CHANNEL = "tasktrail_changes"
 # A notice is "<origin> <task id>": the writing process has told its own waiters
 # already, so its listener skips its own notices.
 ORIGIN = secrets.token_hex(8)
-_NOTIFY = text(f"SELECT pg_notify('{CHANGES_CHANNEL}', '{ORIGIN} ' || :task_id)")
 # With LISTEN doing the work, the versions poll only backs it up (seconds).
 BACKUP_POLL_INTERVAL = 1.0
 # Any fixed key serves: it only has to be the same in every process.
@@ -80,11 +81,64 @@ class _Reader(ReadQueries):
 
 
 class _Writes(WriteQueries):
-    __slots__ = ()
+    """Statements on a pooled asyncpg connection inside its transaction, from
+    a greenlet (as for reads): the core's write functions stay plain functions."""
+
+    __slots__ = ("_compiled", "_conn")
+    dialect = "postgresql"
+
+    def __init__(self, conn: PgConnection, compiled: Compiled[tuple[str, tuple[str, ...], dict[str, Any]]]) -> None:
+        super().__init__()
+        self._conn = conn
+        self._compiled = compiled
+
+    def _bound(self, stmt: Executable, params: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
+        sql, names, values = self._compiled(stmt)  # type: ignore[arg-type]
+        given = params or {}
+        return sql, [given[n] if n in given else values[n] for n in names]
+
+    def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        sql, args = self._bound(stmt, params)
+        return [tuple(r) for r in await_only(self._conn.fetch(sql, *args))]
+
+    def execute(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> int:
+        sql, args = self._bound(stmt, params)
+        return _changed(await_only(self._conn.execute(sql, *args)))
+
+    def execute_many(self, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+        if params:
+            sql, names, values = self._compiled(stmt)  # type: ignore[arg-type]
+            rows = [[given[n] if n in given else values[n] for n in names] for given in params]
+            await_only(self._conn.executemany(sql, rows))
+
+    def _insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
+        # One statement for the batch, over one array per column.
+        rows = [entry_row(task_id, e) for e in entries]
+        columns = ([r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], [r[4] for r in rows])
+        await_only(self._conn.execute(_INSERT_ENTRIES, task_id, *columns))
 
     def try_exclusive(self, key: int) -> bool:
         """A transaction-level advisory lock: another process holding it does this job already."""
-        return bool(self.conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": key}).scalar_one())
+        return bool(await_only(self._conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", key)))
+
+
+_INSERT_ENTRIES = (
+    "INSERT INTO log_entries (task_id, entry_id, timestamp, message, fields) "
+    "SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::text[])"
+)
+_NOTIFY = f"SELECT pg_notify('{CHANGES_CHANNEL}', $1)"
+
+
+def _changed(status: str) -> int:
+    """The rows a command changed, from its status ("UPDATE 3", "INSERT 0 1")."""
+    last = status.rpartition(" ")[2]
+    return int(last) if last.isdigit() else 0
+
+
+def _no_values(compiled: tuple[str, tuple[str, ...], dict[str, Any]]) -> bool:
+    """Whether a compiled statement holds no values of its own: only such a
+    statement is a shape worth keeping (one with values is made per call)."""
+    return all(v is None for v in compiled[2].values())
 
 
 # PostgreSQL's text cannot hold U+0000; a statement given one fails with this.
@@ -105,8 +159,10 @@ def _refusing_nul() -> Iterator[None]:
         raise errors.InvalidArgument("text may not contain U+0000 (NUL)") from error
 
 
-# The longest a read waits for a pooled connection (seconds): past it, the store is busy or gone.
+# The longest a call waits for a pooled connection (seconds): past it, the store is busy or gone.
 ACQUIRE_TIMEOUT = 10.0
+# Connections per process, at most: reads, write transactions (and one more LISTENs).
+POOL_SIZES = {"read": 10, "write": 20}
 # SQLSTATE classes and codes of a server that cannot serve now.
 _GONE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 
@@ -153,63 +209,62 @@ class PostgresStore(Store):
         self.url = url
         self.options = options
         # "normal" durability: a commit is acknowledged before its WAL reaches the disk.
-        commit = {"synchronous_commit": "on" if options.durability == "full" else "off"}
-        self._engine: AsyncEngine = create_async_engine(
-            url, pool_size=10, max_overflow=10, pool_pre_ping=True, connect_args={"server_settings": commit}
-        )
-        # Reads: asyncpg's own pool (made on first use, on the running loop).
-        self._pool: asyncpg.Pool | None = None
+        self._commit = {"synchronous_commit": "on" if options.durability == "full" else "off"}
+        # asyncpg's own pools (made on first use, on the running loop).
+        self._pools: dict[str, asyncpg.Pool] = {}
         self._pool_made: asyncio.Lock | None = None
         self._closed = False
         self._compiled = Compiled(compile_statement)
+        self._compiled_writes = Compiled(compile_statement, keep=_no_values)
         self._outage_log = OutageLog()
 
-    async def _readers(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool_made = self._pool_made or asyncio.Lock()
-            async with self._pool_made:  # one pool, however many reads arrive first
-                if self._pool is None and not self._closed:
-                    pool = await asyncpg.create_pool(self.dsn(), min_size=1, max_size=10, reset=_nothing_to_reset)
-                    self._keep_or_close(pool)
-        if self._pool is None:
+    async def _pool(self, kind: str) -> asyncpg.Pool:
+        """The pool of reads ("read") or of write transactions ("write")."""
+        pool = self._pools.get(kind)
+        if pool is not None:
+            return pool
+        self._pool_made = self._pool_made or asyncio.Lock()
+        async with self._pool_made:  # one pool each, however many calls arrive first
+            if kind not in self._pools and not self._closed:
+                # Writes commit at the durability asked for; reads set nothing.
+                settings = self._commit if kind == "write" else None
+                made = await asyncpg.create_pool(
+                    self.dsn(), min_size=1, max_size=POOL_SIZES[kind], reset=_nothing_to_reset, server_settings=settings
+                )
+                self._keep_or_close(kind, made)
+        if kind not in self._pools:
             raise RuntimeError("the store is closed")
-        return self._pool
+        return self._pools[kind]
 
-    def _keep_or_close(self, pool: asyncpg.Pool) -> None:
+    def _keep_or_close(self, kind: str, pool: asyncpg.Pool) -> None:
         if self._closed:  # closed while the pool was being made
             pool.terminate()
         else:
-            self._pool = pool
+            self._pools[kind] = pool
 
     async def write(self, fn: Callable[[WriteQueries], T], changed: str | None = None) -> T:
-        def run(conn: Connection) -> tuple[T, _Writes]:
-            writes = _Writes(conn)
-            result = fn(writes)
-            if changed is not None:
-                conn.execute(_NOTIFY, {"task_id": changed})  # delivered at commit, to every listener
+        async def run(conn: PgConnection) -> tuple[T, _Writes]:
+            async with conn.transaction():
+                writes = _Writes(conn, self._compiled_writes)
+                result = await greenlet_spawn(fn, writes)
+                if changed is not None:
+                    await conn.execute(_NOTIFY, f"{ORIGIN} {changed}")  # delivered at commit, to every listener
             return result, writes
 
-        started = time.perf_counter()
         try:
             with _refusing_nul():
-                async with self._engine.begin() as conn:
-                    result, writes = await conn.run_sync(run)
-        except IntegrityError as exc:
-            raise Conflict(str(exc.orig)) from exc
-        except Exception as exc:
-            if (failure := self._outage(exc)) is None:
-                raise
-            raise failure from exc
-        metrics.store_call("write", time.perf_counter() - started)
+                result, writes = await self._on_pool("write", "write", run)
+        except asyncpg.IntegrityConstraintViolationError as exc:
+            raise Conflict(str(exc)) from exc
         writes.tally()
         return result
 
-    async def _on_reader(self, kind: str, run: Callable[[PgConnection], Awaitable[T]]) -> T:
-        """`run` on a pooled read connection: a store away answers as an
-        outage, and the call is timed as a store call of `kind`."""
+    async def _on_pool(self, pool: str, kind: str, run: Callable[[PgConnection], Awaitable[T]]) -> T:
+        """`run` on a connection of the read or write pool: a store away
+        answers as an outage, and the call is timed as a store call of `kind`."""
         started = time.perf_counter()
         try:
-            async with (await self._readers()).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            async with (await self._pool(pool)).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
                 result = await run(conn)
         except Exception as exc:
             if (failure := self._outage(exc)) is None:
@@ -223,7 +278,7 @@ class PostgresStore(Store):
         async def run(conn: PgConnection) -> T:
             return await greenlet_spawn(fn, _Reader(conn, self._compiled))
 
-        return await self._on_reader("read", run)
+        return await self._on_pool("read", "read", run)
 
     async def get_task(self, task_id: str, now: int) -> Task | None:
         # The polled read, straight through asyncpg: no greenlet to hop into
@@ -237,7 +292,7 @@ class PostgresStore(Store):
             row = await conn.fetchrow(sql, *(args[n] for n in names))
             return None if row is None else task_from_row(tuple(row))
 
-        return await self._on_reader("read", run)
+        return await self._on_pool("read", "read", run)
 
     async def snapshot(self, fn: Callable[[ReadQueries], T]) -> T:
         # Several statements see one snapshot.
@@ -245,7 +300,7 @@ class PostgresStore(Store):
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 return await greenlet_spawn(fn, _Reader(conn, self._compiled))
 
-        return await self._on_reader("snapshot", run)
+        return await self._on_pool("read", "snapshot", run)
 
     def _outage(self, exc: Exception) -> errors.CoreError | None:
         """What a failed statement means to a caller: no room left (53100), or a
@@ -263,10 +318,6 @@ class PostgresStore(Store):
 
     def dsn(self) -> str:
         return dsn(self.url)
-
-    @property
-    def async_engine(self) -> AsyncEngine:
-        return self._engine
 
     # -- other processes' writes: LISTEN, and a slow poll behind it ------------------
 
@@ -307,19 +358,22 @@ class PostgresStore(Store):
             await asyncio.sleep(1.0)
 
     async def check_schema(self) -> None:
-        async with self._engine.connect() as conn:
-            current = await conn.run_sync(migrations.current_revision)
+        engine = create_async_engine(self.url, poolclass=NullPool)
+        try:
+            async with engine.connect() as conn:
+                current = await conn.run_sync(migrations.current_revision)
+        finally:
+            await engine.dispose()
         migrations.check_revision(current)
 
     async def close(self) -> None:
         self._closed = True
-        if self._pool is not None:
+        pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
             try:
-                await asyncio.wait_for(self._pool.close(), 5)
+                await asyncio.wait_for(pool.close(), 5)
             except TimeoutError:
-                self._pool.terminate()
-            self._pool = None
-        await self._engine.dispose()
+                pool.terminate()
 
 
 async def migrate(url: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -32,16 +33,23 @@ class Verdict:
 
 def count_hit(tx: WriteQueries, key: str, period: int, forget_before: int | None) -> int:
     """Add one request to the key's count in this period; the count after it."""
-    conn = tx.conn
-    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    stmt = insert(rate_counts).values(key=key, period=period, count=1)
-    upsert = stmt.on_conflict_do_update(
+    count = int(tx.rows(_UPSERTS[tx.dialect], {"key": key, "period": period, "one": 1})[0][0])
+    if forget_before is not None:
+        tx.execute(_FORGET, {"before": forget_before})
+    return count
+
+
+def _upsert(insert: Any) -> Any:
+    stmt = insert(rate_counts).values(key=bindparam("key"), period=bindparam("period"), count=bindparam("one"))
+    return stmt.on_conflict_do_update(
         index_elements=[rate_counts.c.key, rate_counts.c.period], set_={"count": rate_counts.c.count + 1}
     ).returning(rate_counts.c.count)
-    count = int(conn.execute(upsert).scalar_one())
-    if forget_before is not None:
-        conn.execute(delete(rate_counts).where(rate_counts.c.period < forget_before))
-    return count
+
+
+# One statement per dialect, built once and with no values of its own (so that
+# a backend compiles it once): a request makes one upsert.
+_UPSERTS = {"postgresql": _upsert(pg_insert), "sqlite": _upsert(sqlite_insert)}
+_FORGET = delete(rate_counts).where(rate_counts.c.period < bindparam("before"))
 
 
 class SharedWindow:

@@ -30,13 +30,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.base import Executable
 
 from tasktrail.core import errors, metrics
 from tasktrail.core.model import LogEntry
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
 from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, full, unreachable
-from tasktrail.store.statements import ReadQueries, Row, WriteQueries
+from tasktrail.store.statements import ReadQueries, Row, WriteQueries, fields_text
 
 T = TypeVar("T")
 
@@ -151,14 +152,28 @@ _BATCH = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=F
 
 
 class _Writes(WriteQueries):
-    __slots__ = ()
+    """Statements on the writer thread's connection, inside BEGIN IMMEDIATE."""
+
+    __slots__ = ("conn",)
+    dialect = "sqlite"
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__()
+        self.conn = conn
+
+    def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        return [tuple(r) for r in self.conn.execute(stmt, params)]
+
+    def execute(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> int:
+        return int(self.conn.execute(stmt, params).rowcount)
+
+    def execute_many(self, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+        if params:
+            self.conn.execute(stmt, list(params))
 
     def _insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
-        try:
-            batch = _BATCH.encode([[e.entry_id, e.timestamp, e.message, e.fields or None] for e in entries])
-        except ValueError:  # a NaN or an infinity among the fields, which JSON cannot hold: row by row
-            super()._insert_entries(task_id, entries)
-            return
+        # Each entry's fields are text already (encoded once, at the append).
+        batch = _BATCH.encode([[e.entry_id, e.timestamp, e.message, fields_text(e)] for e in entries])
         self.conn.exec_driver_sql(_INSERT_ENTRIES, (task_id, batch))
 
 

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
     Select,
+    Update,
     and_,
     bindparam,
     delete,
@@ -29,6 +29,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ColumnElement
 
 from tasktrail.core import errors, metrics
@@ -179,10 +180,13 @@ _TASK_POSITION = select(tasks.c.scope, tasks.c.entity_id, tasks.c.created_at, ta
 )
 
 
+# Where a page starts: at the list's start, after a position (created_at,
+# task_id), or after the task an id names, read by the statement itself.
+AFTERS = ("", "position", "task")
+
+
 @functools.lru_cache(maxsize=256)
-def _list_statement(
-    with_entity: bool, n_statuses: int, n_types: int, descending: bool, with_after: bool
-) -> Select[Any]:
+def _list_statement(with_entity: bool, n_statuses: int, n_types: int, descending: bool, after: str) -> Select[Any]:
     conditions: list[ColumnElement[bool]] = [tasks.c.scope == bindparam("scope"), _alive()]
     if with_entity:
         conditions.append(tasks.c.entity_id == bindparam("entity_id"))
@@ -190,9 +194,19 @@ def _list_statement(
         conditions.append(tasks.c.status.in_([bindparam(f"status_{i}") for i in range(n_statuses)]))
     if n_types:
         conditions.append(tasks.c.type.in_([bindparam(f"type_{i}") for i in range(n_types)]))
-    if with_after:
+    if after:
         position = tuple_(tasks.c.created_at, tasks.c.task_id)
-        cursor = tuple_(bindparam("after_created_at"), bindparam("after_task_id"))
+        if after == "task":
+            # The cursor task's own position, when it lies in this range (expired
+            # or not); when it does not, NULL, which no row follows.
+            cursor_task = tasks.alias("cursor_task")
+            in_range = [cursor_task.c.task_id == bindparam("after_task_id"), cursor_task.c.scope == bindparam("scope")]
+            if with_entity:
+                in_range.append(cursor_task.c.entity_id == bindparam("entity_id"))
+            created_at = select(cursor_task.c.created_at).where(*in_range).scalar_subquery()
+            cursor = tuple_(created_at, bindparam("after_task_id"))
+        else:
+            cursor = tuple_(bindparam("after_created_at"), bindparam("after_task_id"))
         conditions.append(position < cursor if descending else position > cursor)
     if descending:
         order = (tasks.c.created_at.desc(), tasks.c.task_id.desc())
@@ -279,9 +293,9 @@ READS: dict[str, Select[Any]] = {
 }
 
 
-def list_statement(with_entity: bool, n_statuses: int, n_types: int, descending: bool, with_after: bool) -> Select[Any]:
+def list_statement(with_entity: bool, n_statuses: int, n_types: int, descending: bool, after: str) -> Select[Any]:
     """The statement of one range of a task list (the query-plan tests check each shape)."""
-    return _list_statement(with_entity, n_statuses, n_types, descending, with_after)
+    return _list_statement(with_entity, n_statuses, n_types, descending, after)
 
 
 def _entry(row: Row) -> LogEntry:
@@ -307,10 +321,11 @@ class ReadQueries(abc.ABC):
         rows = self.rows(_TASK_POSITION, {"task_id": task_id})
         return (_SCOPES[rows[0][0]], rows[0][1], (rows[0][2], rows[0][3])) if rows else None
 
-    def _list_range(self, query: TaskQuery, scope: Scope, entity_id: str | None, now: int, limit: int) -> list[Task]:
-        stmt = _list_statement(
-            entity_id is not None, len(query.statuses), len(query.types), query.descending, query.after is not None
-        )
+    def _list_range(
+        self, query: TaskQuery, scope: Scope, entity_id: str | None, now: int, limit: int, after_task_id: str | None
+    ) -> list[Task]:
+        after = "task" if after_task_id is not None else "position" if query.after is not None else ""
+        stmt = _list_statement(entity_id is not None, len(query.statuses), len(query.types), query.descending, after)
         params: dict[str, Any] = {"scope": scope.value, "now": now, "limit": limit}
         if entity_id is not None:
             params["entity_id"] = entity_id
@@ -318,12 +333,18 @@ class ReadQueries(abc.ABC):
             params[f"status_{i}"] = status.value
         for i, type_ in enumerate(query.types):
             params[f"type_{i}"] = type_
-        if query.after is not None:
+        if after_task_id is not None:
+            params["after_task_id"] = after_task_id
+        elif query.after is not None:
             params["after_created_at"], params["after_task_id"] = query.after
         return [task_from_row(r) for r in self.rows(stmt, params)]
 
-    def list_tasks(self, query: TaskQuery, now: int) -> TaskPage:
-        """One page. Several ranges (scopes, entities) are merged from one index range each."""
+    def list_tasks(self, query: TaskQuery, now: int, after_task_id: str | None = None) -> TaskPage:
+        """One page. Several ranges (scopes, entities) are merged from one index range each.
+
+        With `after_task_id` (one range only), the page follows that task, if
+        it lies in the range: the statement reads the cursor's position
+        itself, and a cursor elsewhere gives an empty page."""
         types = tuple(t for t in query.types if "\x00" not in t)
         if len(types) < len(query.types):
             # No type holds U+0000 (see _storable), and PostgreSQL could not even compare
@@ -331,8 +352,10 @@ class ReadQueries(abc.ABC):
             if not types:
                 return TaskPage(tasks=[], has_more=False)
             query = dataclasses.replace(query, types=types)
+        if after_task_id is not None and (len(query.ranges) != 1 or "\x00" in after_task_id):
+            raise ValueError("a page after a task id reads one range, and no id holds U+0000")
         want = query.limit + 1  # one more tells whether more follow
-        per_range = [self._list_range(query, scope, entity, now, want) for scope, entity in query.ranges]
+        per_range = [self._list_range(query, scope, entity, now, want, after_task_id) for scope, entity in query.ranges]
         if not per_range:
             merged: list[Task] = []
         elif len(per_range) == 1:
@@ -399,18 +422,36 @@ def _storable(values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-class WriteQueries:
-    """The core's `Transaction` on a SQLAlchemy connection inside a transaction.
-    It notes what its writes did (tasks made and ended, entries appended), for
-    the metrics once the transaction has committed (`tally`)."""
+class WriteQueries(abc.ABC):
+    """The core's `Transaction` (and the identity tables' writes) over a
+    backend's way of running a statement inside a write transaction. It notes
+    what its writes did (tasks made and ended, entries appended), for the
+    metrics once the transaction has committed (`tally`)."""
 
-    __slots__ = ("characters", "conn", "created", "ended", "entries")
+    __slots__ = ("characters", "created", "ended", "entries")
+    # The SQL dialect the statements run on: "sqlite" or "postgresql".
+    dialect = ""
 
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+    def __init__(self) -> None:
         self.created: list[Task] = []
         self.ended: list[Task] = []
         self.entries = self.characters = 0
+
+    @abc.abstractmethod
+    def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
+        """The rows of one statement (a SELECT, perhaps FOR UPDATE, or one with RETURNING)."""
+
+    @abc.abstractmethod
+    def execute(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> int:
+        """Run one statement that returns no rows; how many rows it changed."""
+
+    @abc.abstractmethod
+    def execute_many(self, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
+        """Run one statement once for each set of parameters."""
+
+    @abc.abstractmethod
+    def _insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
+        """Insert a batch of entries: the hot write path, each backend's fastest way."""
 
     def tally(self) -> None:
         """Count what this committed transaction did."""
@@ -426,17 +467,22 @@ class WriteQueries:
         BEGIN IMMEDIATE already holds the database's write lock)."""
         if "\x00" in task_id:
             return None  # no id holds U+0000 (see _storable)
-        row = self.conn.execute(_LOCK_TASK, {"task_id": task_id}).first()
-        return None if row is None else task_from_row(tuple(row))
+        rows = self.rows(_LOCK_TASK, {"task_id": task_id})
+        return task_from_row(tuple(rows[0])) if rows else None
 
     def task_by_request_id(self, scope: Scope, entity_id: str, request_id: str) -> Task | None:
         params = {"scope": scope.value, "entity_id": entity_id, "request_id": request_id}
-        row = self.conn.execute(_BY_REQUEST_ID, params).first()
-        return None if row is None else task_from_row(tuple(row))
+        rows = self.rows(_BY_REQUEST_ID, params)
+        return task_from_row(tuple(rows[0])) if rows else None
 
     def insert_task(self, task: Task) -> None:
-        self.conn.execute(insert(tasks), [_storable(task_values(task))])
+        self.execute(_INSERT_TASK, _insert_params(task))
         self.created.append(task)
+
+    def insert_tasks(self, made: Sequence[Task]) -> None:
+        """Many tasks at once (a restore, a benchmark's seed)."""
+        self.execute_many(_INSERT_TASK, [_insert_params(t) for t in made])
+        self.created.extend(made)
 
     def save_task(self, before: Task, after: Task) -> Task:
         """Write the columns that changed, and bump the version; returns the task as saved."""
@@ -446,7 +492,9 @@ class WriteQueries:
             return before
         saved = dataclasses.replace(after, version=before.version + 1)
         changed["version"] = saved.version
-        self.conn.execute(update(tasks).where(tasks.c.task_id == after.task_id).values(**changed))
+        params = {f"v_{k}": v for k, v in changed.items()}
+        params["w_task_id"] = after.task_id
+        self.execute(_update_statement(tuple(changed)), params)
         if after.status.terminal and not before.status.terminal:
             self.ended.append(saved)
         return saved
@@ -457,20 +505,24 @@ class WriteQueries:
             self.characters += sum(len(e.message) for e in entries)
             self._insert_entries(task_id, entries)
 
-    def _insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
-        """Straight to the driver: appends are the hot write path."""
-        self.conn.exec_driver_sql(_insert_entries_sql(self.conn), [entry_row(task_id, e) for e in entries])
-
     def delete_tasks(self, task_ids: Sequence[str], now: int) -> int:
         """Delete these tasks and their logs, if they are still expired. Rows
         another transaction holds locked are left for the next sweep: a task
         whose retention was just extended is never deleted."""
-        still = select(tasks.c.task_id).where(tasks.c.task_id.in_(task_ids), tasks.c.expire_at <= now)
-        gone = [r[0] for r in self.conn.execute(still.with_for_update(skip_locked=True))]
-        if gone:
-            self.conn.execute(delete(log_entries).where(log_entries.c.task_id.in_(gone)))
-            self.conn.execute(delete(tasks).where(tasks.c.task_id.in_(gone)))
-        return len(gone)
+        deleted = 0
+        for start in range(0, len(task_ids), _SWEEP_CHUNK):
+            # Padded to one shape (a repeated id matches nothing more): one statement compiled once.
+            chunk = list(task_ids[start : start + _SWEEP_CHUNK])
+            chunk += [chunk[0]] * (_SWEEP_CHUNK - len(chunk))
+            ids = {f"id_{i}": t for i, t in enumerate(chunk)}
+            gone = list(dict.fromkeys(r[0] for r in self.rows(_STILL_EXPIRED, {**ids, "now": now})))
+            if gone:
+                padded = gone + [gone[0]] * (_SWEEP_CHUNK - len(gone))
+                ids = {f"id_{i}": t for i, t in enumerate(padded)}
+                self.execute(_DELETE_ENTRIES, ids)
+                self.execute(_DELETE_TASKS, ids)
+            deleted += len(gone)
+        return deleted
 
     def try_exclusive(self, key: int) -> bool:
         """One process at a time: where every write transaction is the only one
@@ -478,26 +530,37 @@ class WriteQueries:
         return True
 
 
+def _insert_params(task: Task) -> dict[str, Any]:
+    return {f"v_{k}": v for k, v in _storable(task_values(task)).items()}
+
+
+_INSERT_TASK = insert(tasks).values({c.name: bindparam(f"v_{c.name}") for c in TASK_COLUMNS})
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(columns: tuple[str, ...]) -> Update:
+    """UPDATE of these columns of one task (the sets of columns a change makes are few)."""
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in columns}
+    return update(tasks).where(tasks.c.task_id == bindparam("w_task_id")).values(values)
+
+
+_SWEEP_CHUNK = 100
+_SWEEP_IDS: list[Any] = [bindparam(f"id_{i}") for i in range(_SWEEP_CHUNK)]
+_STILL_EXPIRED = (
+    select(tasks.c.task_id)
+    .where(tasks.c.task_id.in_(_SWEEP_IDS), tasks.c.expire_at <= bindparam("now"))
+    .with_for_update(skip_locked=True)
+)
+_DELETE_ENTRIES = delete(log_entries).where(log_entries.c.task_id.in_(_SWEEP_IDS))
+_DELETE_TASKS = delete(tasks).where(tasks.c.task_id.in_(_SWEEP_IDS))
+
+
 def entry_row(task_id: str, entry: LogEntry) -> tuple[str, str, int, str, str | None]:
-    return (task_id, entry.entry_id, entry.timestamp, entry.message, dump_json(entry.fields) if entry.fields else None)
+    return (task_id, entry.entry_id, entry.timestamp, entry.message, fields_text(entry))
 
 
-_INSERT_ENTRIES: dict[str, str] = {}
-
-
-def _insert_entries_sql(conn: Connection) -> str:
-    """INSERT INTO log_entries, in the driver's own parameter style."""
-    name = conn.dialect.paramstyle
-    sql = _INSERT_ENTRIES.get(name)
-    if sql is None:
-        stmt = insert(log_entries).values(
-            task_id=bindparam("task_id"),
-            entry_id=bindparam("entry_id"),
-            timestamp=bindparam("timestamp"),
-            message=bindparam("message"),
-            fields=bindparam("fields"),
-        )
-        compiled = stmt.compile(dialect=conn.dialect)
-        assert compiled.positiontup == ["task_id", "entry_id", "timestamp", "message", "fields"], compiled.positiontup
-        sql = _INSERT_ENTRIES[name] = str(compiled)
-    return sql
+def fields_text(entry: LogEntry) -> str | None:
+    """An entry's fields as the store keeps them: the append's own JSON text, where it made one."""
+    if not entry.fields:
+        return None
+    return entry.fields_json if entry.fields_json is not None else dump_json(entry.fields)

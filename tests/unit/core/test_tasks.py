@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tasktrail.core import errors
+from tasktrail.core import tasks as tasks_module
 from tasktrail.core.model import (
     CONTROL_PLANE_SCOPES,
     Access,
@@ -149,7 +150,7 @@ async def test_a_poisoned_log_stops_no_housekeeping(core: TaskCore) -> None:
     lapsed = []
     for i in range(3):
         task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id=f"db{i}", type="t"))
-        await core.claim(task.task_id, "w", 100_000, None, EVERYTHING)
+        await core.claim(task.task_id, "w", 600_000, None, EVERYTHING)  # outlasts the append on a busy machine
         lapsed.append(task.task_id)
     first = lapsed[0]
 
@@ -160,7 +161,7 @@ async def test_a_poisoned_log_stops_no_housekeeping(core: TaskCore) -> None:
     await core.store.write(poison)
     with pytest.raises(errors.FailedPrecondition, match="no room"):
         await core.append_log(first, [NewLogEntry("one more")], lease_id=(await core.get_task(first)).lease_id)
-    await asyncio.sleep(0.15)
+    await asyncio.sleep(0.65)
     assert await core.expire_leases() == 3
     ended = [await core.get_task(t) for t in lapsed]
     assert [t.status for t in ended] == [Status.FAILED] * 3
@@ -176,6 +177,37 @@ async def test_a_cursor_names_only_a_task_the_caller_may_see(core: TaskCore) -> 
     assert await core.position_of(mine.task_id, only_mine) == mine.position
     placed = await core.position_of(theirs.task_id, only_mine)
     assert placed == (theirs.created_at // 1000 * 1000, theirs.task_id)  # the UUID's own millisecond, not the row's µs
+
+
+async def test_a_page_after_a_task_id_is_the_page_after_its_position(core: TaskCore) -> None:
+    """list_after reads a cursor in the listed range with the page's own
+    statement (one read), and places any other cursor as position_of does:
+    the same pages either way, the list's end and refusals included."""
+    mine = [await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t")) for _ in range(5)]
+    elsewhere = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="other", type="t"))
+    crdb = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="g", type="t", task_id="my-task"))
+    v1 = "404ecbe0-5cda-11f0-900b-a74a79e3bdba"
+    reads = 0
+    read = core.store.read
+
+    async def counted(fn: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await read(fn)
+
+    core.store.read = counted  # type: ignore[method-assign]
+    for descending in (True, False):
+        query = TaskQuery(ranges=Access.of((Scope.DATABASE, "db")).ranges(), descending=descending, limit=2)
+        ordered = mine[::-1] if descending else mine
+        for cursor in [*(t.task_id for t in mine), elsewhere.task_id, v1]:
+            expected = await core.list_tasks(dataclasses.replace(query, after=await core.position_of(cursor, CP)))
+            reads = 0
+            assert await core.list_after(query, cursor, CP) == expected
+            assert reads == (1 if cursor in [t.task_id for t in ordered[:-1]] else 3)
+        with pytest.raises(errors.InvalidArgument):
+            await core.list_after(query, crdb.task_id, CP)  # not a task this face shows, and not a UUID
+        with pytest.raises(errors.InvalidArgument):
+            await core.list_after(query, "db\x00", CP)
 
 
 async def test_request_ids_belong_to_one_entity(core: TaskCore) -> None:
@@ -245,6 +277,34 @@ async def test_an_append_retried_lands_once_and_its_id_is_its_batch(core: TaskCo
         await core.append_log(task.task_id, [*batch, NewLogEntry("three")], append_id="a-1")
     assert reused.value.reason == errors.APPEND_REUSED
     assert [e.message for e in (await core.read_log(task.task_id)).entries] == ["one", "two"]
+
+
+async def test_fields_are_encoded_once_and_a_batch_digest_ignores_key_order(core: TaskCore) -> None:
+    """The store keeps the append's own JSON (the caller's key order); the
+    digest is of sorted keys, so a retry whose fields come in another order
+    is the same batch, and so is a retry of a batch appended before the
+    digest's encoding changed (non-ASCII escaped then)."""
+    task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
+    fields = {"zone": "zürich", "attempt": 2, "nested": {"b": [1.5, None], "a": True}}
+    first = await core.append_log(task.task_id, [NewLogEntry("one", fields=fields)], append_id="a-1")
+    reordered = {"nested": {"a": True, "b": [1.5, None]}, "attempt": 2, "zone": "zürich"}
+    assert await core.append_log(task.task_id, [NewLogEntry("one", fields=reordered)], append_id="a-1") == first
+    [entry] = (await core.read_log(task.task_id)).entries
+    assert entry.fields == fields
+    assert list(entry.fields or {}) == ["zone", "attempt", "nested"]  # as written, not sorted
+
+    batch = [NewLogEntry("two", fields={"city": "köln"})]
+    second = await core.append_log(task.task_id, batch, append_id="a-2")
+    legacy = tasks_module.legacy_digest(batch)
+    assert legacy != tasks_module.batch_digest(batch, ['{"city":"köln"}'])
+
+    def stored_digest_is_legacy(tx: Any) -> None:
+        before = tx.lock_task(task.task_id)
+        tx.save_task(before, dataclasses.replace(before, last_append_digest=legacy))
+
+    await core.store.write(stored_digest_is_legacy)
+    assert await core.append_log(task.task_id, batch, append_id="a-2") == second
+    assert len((await core.read_log(task.task_id)).entries) == 2
 
 
 async def test_the_reaper_waits_out_the_grace_past_a_lease(database_url: str) -> None:

@@ -43,6 +43,6 @@ async def test_durability_is_what_the_store_commits_with(
             want: object = postgres
         else:
             setting, want = "PRAGMA synchronous", sqlite
-        assert await store.write(lambda tx: tx.conn.execute(text(setting)).scalar()) == want
+        assert await store.write(lambda tx: tx.rows(text(setting))[0][0]) == want
     finally:
         await store.close()

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.sql import Select
 
 from tasktrail.store.sqlite import compile_statement
-from tasktrail.store.statements import READS, list_statement
+from tasktrail.store.statements import AFTERS, READS, list_statement
 from tests.support import databases
 
 
@@ -85,16 +85,18 @@ def _sample(name: str) -> object:
 
 @pytest.mark.only("postgres")
 @pytest.mark.parametrize(
-    ("with_entity", "statuses", "types", "descending", "with_after"),
-    list(itertools.product([True, False], [0, 2], [0, 1], [True, False], [True, False])),
+    ("with_entity", "statuses", "types", "descending", "after"),
+    list(itertools.product([True, False], [0, 2], [0, 1], [True, False], AFTERS)),
 )
 def test_list_pages_are_index_ranges_on_postgres(
-    database_url: str, with_entity: bool, statuses: int, types: int, descending: bool, with_after: bool
+    database_url: str, with_entity: bool, statuses: int, types: int, descending: bool, after: str
 ) -> None:
-    text = pg_plan(database_url, list_statement(with_entity, statuses, types, descending, with_after))
+    text = pg_plan(database_url, list_statement(with_entity, statuses, types, descending, after))
     index = "ix_tasks_entity_order" if with_entity else "ix_tasks_scope_order"
     assert f"Index Scan{' Backward' if descending else ''} using {index}" in text, text
     assert "Sort" not in text, text
+    if after == "task":  # the cursor's position, by its primary key
+        assert "Index Scan using tasks_pkey on tasks cursor_task" in text, text
 
 
 @pytest.mark.only("postgres")
@@ -109,21 +111,23 @@ def test_point_and_log_reads_use_keys_on_postgres(database_url: str, stmt: Selec
 
 @pytest.mark.only("sqlite")
 @pytest.mark.parametrize(
-    ("with_entity", "statuses", "types", "descending", "with_after"),
-    list(itertools.product([True, False], [0, 2], [0, 1], [True, False], [True, False])),
+    ("with_entity", "statuses", "types", "descending", "after"),
+    list(itertools.product([True, False], [0, 2], [0, 1], [True, False], AFTERS)),
 )
 def test_list_pages_are_index_ranges(
-    database_url: str, with_entity: bool, statuses: int, types: int, descending: bool, with_after: bool
+    database_url: str, with_entity: bool, statuses: int, types: int, descending: bool, after: str
 ) -> None:
     text = plan(
         Path(database_url.removeprefix("sqlite:///")),
-        list_statement(with_entity, statuses, types, descending, with_after),
+        list_statement(with_entity, statuses, types, descending, after),
     )
     index = "ix_tasks_entity_order" if with_entity else "ix_tasks_scope_order"
     assert text.startswith(f"SEARCH tasks USING INDEX {index}"), text
     assert "TEMP B-TREE" not in text
-    if with_after:
+    if after:
         assert "(created_at,task_id)" in text
+    if after == "task":  # the cursor's position, by its primary key
+        assert "SEARCH cursor_task USING INDEX sqlite_autoindex_tasks_1 (task_id=?)" in text, text
 
 
 @pytest.mark.only("sqlite")

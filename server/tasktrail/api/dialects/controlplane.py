@@ -177,21 +177,20 @@ class ControlPlaneTaskService(pb_grpc.ControlPlaneTaskServiceServicer):
     # -- shared bodies -----------------------------------------------------------------
 
     async def _list(self, context: Context, access: Access, listing: Listing) -> list[pb.Task]:
-        after = None
-        if listing.after_task_id is not None:
+        cap = self.core.limits.max_page_size
+        limit = cap if listing.limit is None or listing.limit <= 0 else min(listing.limit, cap)
+        query = TaskQuery(ranges=access.ranges(), descending=not listing.ascending, limit=limit)
+        if listing.after_task_id is None:
+            page = await self.core.list_tasks(query)
+        else:
             try:
                 # Any control-plane task names a position, whichever list it is in.
-                after = await self.core.position_of(listing.after_task_id, self._access())
-            except errors.InvalidArgument:
+                page = await self.core.list_after(query, listing.after_task_id, self._access())
+            except errors.InvalidArgument:  # this list has no filters: only the cursor can be refused
                 raise designed(
                     "invalid_input",
                     f'invalid after task ID "{listing.after_task_id}": not a known task and not a time-based UUID',
                 ) from None
-        cap = self.core.limits.max_page_size
-        limit = cap if listing.limit is None or listing.limit <= 0 else min(listing.limit, cap)
-        page = await self.core.list_tasks(
-            TaskQuery(ranges=access.ranges(), descending=not listing.ascending, after=after, limit=limit)
-        )
         if page.has_more:
             await context.send_initial_metadata(((HAS_MORE_HEADER, "true"),))
         return [render_task(t) for t in page.tasks]
