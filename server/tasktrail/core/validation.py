@@ -129,7 +129,10 @@ def _depth(value: Any, limit: int) -> int:
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, level = stack.pop()
-        if isinstance(item, Mapping):
+        kind = type(item)
+        if kind in _SCALARS:  # the common case, without the Mapping ABC's slower check
+            continue
+        if kind is dict or isinstance(item, Mapping):
             children: Iterable[Any] = item.values()
         elif isinstance(item, list | tuple):
             children = item
@@ -139,8 +142,11 @@ def _depth(value: Any, limit: int) -> int:
             deepest = level
             if deepest > limit:
                 return deepest
-        stack.extend((child, level + 1) for child in children)
+        stack.extend([(child, level + 1) for child in children if type(child) not in _SCALARS])
     return deepest
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def check_task_id(task_id: str, name: str = "task_id") -> None:
