@@ -28,9 +28,11 @@ class Snapshot(Protocol):
     def task_position(self, task_id: str) -> tuple[Scope, str, tuple[int, str]] | None:
         """A task's scope, entity and list position, expired or not (a cursor stays a cursor)."""
 
-    def list_tasks(self, query: TaskQuery, now: int, after_task_id: str | None = None) -> TaskPage:
-        """A page; with `after_task_id` (one range only), the page after that
-        task, or an empty page where the task is not in the range."""
+    def list_tasks(self, query: TaskQuery, now: int) -> TaskPage: ...
+
+    def list_after_task(self, query: TaskQuery, task_id: str, now: int) -> TaskPage | None:
+        """The page after that task, where it lies in the query's one range and
+        one statement can tell; None otherwise (place the cursor, then list)."""
 
     def by_status_change(self, scope: Scope, entity_id: str, since: int, now: int, limit: int) -> list[Task]:
         """An entity's tasks created since `since`, the latest status change first."""

@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -264,7 +265,7 @@ class TaskCore:
             now = now_us()
             task = self._locked(tx, task_id, access, now)
             if append_id and task.last_append_id == append_id:
-                if task.last_append_digest not in (None, digest, legacy_digest(entries)):
+                if task.last_append_digest not in (None, digest):
                     raise errors.AlreadyExists(
                         f"append_id {append_id} was used for other entries: a retry sends the same batch",
                         reason=errors.APPEND_REUSED,
@@ -354,16 +355,16 @@ class TaskCore:
         what the caller may list).
 
         A cursor in the one range listed is read by the page's own statement:
-        one round trip. Where that page is empty (the list's end, or a cursor
-        elsewhere), the position is looked up on its own, then the page.
+        one round trip. Elsewhere, the position is looked up on its own, then
+        the page.
         """
         check_cursor("after_task_id", task_id)
         check_query(query)
         query = dataclasses.replace(query, statuses=distinct(query.statuses), types=distinct(query.types))
-        if len(query.ranges) == 1 and "\x00" not in task_id:
+        if len(query.ranges) == 1:
             now = now_us()
-            page = await self.store.read(lambda r: r.list_tasks(query, now, task_id))
-            if page.tasks:
+            page = await self.store.read(lambda r: r.list_after_task(query, task_id, now))
+            if page is not None:
                 return page
         after = await self.position_of(task_id, access)
         return await self.list_tasks(dataclasses.replace(query, after=after))
@@ -674,28 +675,24 @@ class TaskCore:
 
 def batch_digest(entries: Sequence[NewLogEntry], encoded: Sequence[str | None]) -> str:
     """What a batch holds, in 64 hex digits: a retry must send the same.
-    Fields count by their JSON with keys sorted, whatever order they came in:
-    the text the append encoded already, where its keys were in order."""
+    Fields count by their JSON with keys sorted and only printable ASCII
+    (other characters escaped), whatever order they came in: the text the
+    append encoded already, where that is what it is (the common case)."""
     digest = hashlib.sha256()
     for entry, text in zip(entries, encoded, strict=True):
         if not entry.fields:
             fields = ""
-        elif text is not None and _keys_in_order(entry.fields):
+        elif text is not None and not _BEYOND_PRINTABLE_ASCII.search(text) and _keys_in_order(entry.fields):
             fields = text
         else:
-            fields = json.dumps(entry.fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+            fields = json.dumps(entry.fields, sort_keys=True, separators=(",", ":"), default=str)
         _digest_entry(digest, entry, fields)
     return digest.hexdigest()
 
 
-def legacy_digest(entries: Sequence[NewLogEntry]) -> str:
-    """The digest before 2026-12 (non-ASCII escaped): a retry that spans an
-    upgrade is still known for the same batch."""
-    digest = hashlib.sha256()
-    for entry in entries:
-        fields = json.dumps(entry.fields, sort_keys=True, separators=(",", ":"), default=str) if entry.fields else ""
-        _digest_entry(digest, entry, fields)
-    return digest.hexdigest()
+# What json.dumps escapes by default and the store's text does not: with none
+# of it, the two texts are the same, and so is the digest every version makes.
+_BEYOND_PRINTABLE_ASCII = re.compile(r"[^ -~]")
 
 
 def _digest_entry(digest: Any, entry: NewLogEntry, fields: str) -> None:

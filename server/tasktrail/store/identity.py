@@ -61,10 +61,14 @@ def revoke_token(tx: WriteQueries, token_id: str, now: int) -> bool:
     return bool(tx.execute(stmt))
 
 
+# Statements with no values of their own are built once: a backend keeps each compiled.
+_TOKENS = select(
+    tokens.c.token_id, tokens.c.name, tokens.c.role, tokens.c.grants, tokens.c.created_at, tokens.c.revoked_at
+).order_by(tokens.c.created_at)
+
+
 def list_tokens(tx: WriteQueries) -> list[TokenRecord]:
-    columns = (tokens.c.token_id, tokens.c.name, tokens.c.role, tokens.c.grants, tokens.c.created_at)
-    rows = tx.rows(select(*columns, tokens.c.revoked_at).order_by(tokens.c.created_at))
-    return [TokenRecord(*row) for row in rows]
+    return [TokenRecord(*row) for row in tx.rows(_TOKENS)]
 
 
 _TOKEN = select(tokens.c.name, tokens.c.role, tokens.c.grants, tokens.c.secret_hash).where(
@@ -81,8 +85,11 @@ def live_token(reader: ReadQueries, token_id: str) -> tuple[str, str, str, str] 
 # -- cloud accounts and their API keys ----------------------------------------------------
 
 
+_ACCOUNT_COUNT = select(func.count()).select_from(accounts)
+
+
 def account_count(tx: WriteQueries) -> int:
-    return int(tx.rows(select(func.count()).select_from(accounts))[0][0])
+    return int(tx.rows(_ACCOUNT_COUNT)[0][0])
 
 
 def insert_account(tx: WriteQueries, account_id: str, name: str, key_hash: str, now: int) -> None:
@@ -111,13 +118,15 @@ def revoke_key(tx: WriteQueries, key_id: str, now: int) -> bool:
     return bool(tx.execute(update(api_keys).where(*live).values(revoked_at=now)))
 
 
+_KEYS = select(
+    api_keys.c.key_id, api_keys.c.account_id, api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at
+).order_by(api_keys.c.created_at)
+_KEYS_OF = _KEYS.where(api_keys.c.account_id == bindparam("account_id"))
+
+
 def list_keys(tx: WriteQueries, account_id: str | None) -> list[KeyRecord]:
-    query = select(
-        api_keys.c.key_id, api_keys.c.account_id, api_keys.c.name, api_keys.c.created_at, api_keys.c.revoked_at
-    ).order_by(api_keys.c.created_at)
-    if account_id is not None:
-        query = query.where(api_keys.c.account_id == account_id)
-    return [KeyRecord(*row) for row in tx.rows(query)]
+    rows = tx.rows(_KEYS) if account_id is None else tx.rows(_KEYS_OF, {"account_id": account_id})
+    return [KeyRecord(*row) for row in rows]
 
 
 _KEY = (
@@ -148,9 +157,11 @@ def delete_user(tx: WriteQueries, username: str) -> bool:
     return bool(tx.execute(delete(users).where(users.c.username == username)))
 
 
+_USERS = select(users.c.username, users.c.created_at).order_by(users.c.username)
+
+
 def list_users(tx: WriteQueries) -> list[UserRecord]:
-    query = select(users.c.username, users.c.created_at).order_by(users.c.username)
-    return [UserRecord(*row) for row in tx.rows(query)]
+    return [UserRecord(*row) for row in tx.rows(_USERS)]
 
 
 _PASSWORD = select(users.c.password_hash).where(users.c.username == bindparam("username"))

@@ -57,9 +57,11 @@ PgConnection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 def compile_statement(stmt: Select[Any]) -> tuple[str, tuple[str, ...], dict[str, Any]]:
     """The SQL, its parameters in order, and the values bound in the statement
-    itself (its defaults)."""
+    itself (its defaults). A parameter with no value of its own must be given:
+    leaving one out is a KeyError, not a NULL."""
     compiled = stmt.compile(dialect=_DIALECT, compile_kwargs={"render_postcompile": True})
-    return str(compiled), tuple(compiled.positiontup or ()), compiled.params
+    values = {name: value for name, value in compiled.params.items() if not compiled.binds[name].required}
+    return str(compiled), tuple(compiled.positiontup or ()), values
 
 
 class _Reader(ReadQueries):
@@ -135,7 +137,7 @@ def _changed(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
-def _no_values(compiled: tuple[str, tuple[str, ...], dict[str, Any]]) -> bool:
+def no_values(compiled: tuple[str, tuple[str, ...], dict[str, Any]]) -> bool:
     """Whether a compiled statement holds no values of its own: only such a
     statement is a shape worth keeping (one with values is made per call)."""
     return all(v is None for v in compiled[2].values())
@@ -194,10 +196,12 @@ def dsn(url: str) -> str:
 
 
 async def _nothing_to_reset(_conn: asyncpg.Connection) -> None:
-    """A read connection goes back to the pool as it came: reads set no session
-    state, take no lock and LISTEN elsewhere, and asyncpg ends any transaction
-    itself. asyncpg's own reset would cost every read a second round trip
-    (RESET ALL, UNLISTEN *, pg_advisory_unlock_all)."""
+    """A connection goes back to its pool as it came: reads and writes set no
+    session state, take only transaction-level locks (`try_exclusive`) and
+    LISTEN elsewhere, and asyncpg ends any transaction itself. asyncpg's own
+    reset would cost every call a second round trip (RESET ALL, UNLISTEN *,
+    pg_advisory_unlock_all). A session-level SET or lock added here one day
+    would outlive its call: it needs the reset back."""
 
 
 def _on_lost(lost: asyncio.Event, _conn: object) -> None:
@@ -215,7 +219,7 @@ class PostgresStore(Store):
         self._pool_made: asyncio.Lock | None = None
         self._closed = False
         self._compiled = Compiled(compile_statement)
-        self._compiled_writes = Compiled(compile_statement, keep=_no_values)
+        self._compiled_writes = Compiled(compile_statement, keep=no_values)
         self._outage_log = OutageLog()
 
     async def _pool(self, kind: str) -> asyncpg.Pool:

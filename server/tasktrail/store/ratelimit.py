@@ -42,7 +42,8 @@ def count_hit(tx: WriteQueries, key: str, period: int, forget_before: int | None
 def _upsert(insert: Any) -> Any:
     stmt = insert(rate_counts).values(key=bindparam("key"), period=bindparam("period"), count=bindparam("one"))
     return stmt.on_conflict_do_update(
-        index_elements=[rate_counts.c.key, rate_counts.c.period], set_={"count": rate_counts.c.count + 1}
+        index_elements=[rate_counts.c.key, rate_counts.c.period],
+        set_={"count": rate_counts.c.count + stmt.excluded.count},
     ).returning(rate_counts.c.count)
 
 

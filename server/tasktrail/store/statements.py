@@ -198,16 +198,18 @@ def _list_statement(with_entity: bool, n_statuses: int, n_types: int, descending
         position = tuple_(tasks.c.created_at, tasks.c.task_id)
         if after == "task":
             # The cursor task's own position, when it lies in this range (expired
-            # or not); when it does not, NULL, which no row follows.
+            # or not); when it does not, NULL, which no row follows. The cursor's
+            # own row comes first (when alive): it tells that the cursor was found.
             cursor_task = tasks.alias("cursor_task")
             in_range = [cursor_task.c.task_id == bindparam("after_task_id"), cursor_task.c.scope == bindparam("scope")]
             if with_entity:
                 in_range.append(cursor_task.c.entity_id == bindparam("entity_id"))
             created_at = select(cursor_task.c.created_at).where(*in_range).scalar_subquery()
             cursor = tuple_(created_at, bindparam("after_task_id"))
+            conditions.append(position <= cursor if descending else position >= cursor)
         else:
             cursor = tuple_(bindparam("after_created_at"), bindparam("after_task_id"))
-        conditions.append(position < cursor if descending else position > cursor)
+            conditions.append(position < cursor if descending else position > cursor)
     if descending:
         order = (tasks.c.created_at.desc(), tasks.c.task_id.desc())
     else:
@@ -293,6 +295,16 @@ READS: dict[str, Select[Any]] = {
 }
 
 
+def _storable_query(query: TaskQuery) -> TaskQuery | None:
+    """The query without types that hold U+0000; None where no type is left.
+    No type holds U+0000 (see _storable), and PostgreSQL could not even compare
+    one: it leaves the filter, and a filter of nothing else matches no task."""
+    types = tuple(t for t in query.types if "\x00" not in t)
+    if len(types) == len(query.types):
+        return query
+    return dataclasses.replace(query, types=types) if types else None
+
+
 def list_statement(with_entity: bool, n_statuses: int, n_types: int, descending: bool, after: str) -> Select[Any]:
     """The statement of one range of a task list (the query-plan tests check each shape)."""
     return _list_statement(with_entity, n_statuses, n_types, descending, after)
@@ -339,23 +351,13 @@ class ReadQueries(abc.ABC):
             params["after_created_at"], params["after_task_id"] = query.after
         return [task_from_row(r) for r in self.rows(stmt, params)]
 
-    def list_tasks(self, query: TaskQuery, now: int, after_task_id: str | None = None) -> TaskPage:
-        """One page. Several ranges (scopes, entities) are merged from one index range each.
-
-        With `after_task_id` (one range only), the page follows that task, if
-        it lies in the range: the statement reads the cursor's position
-        itself, and a cursor elsewhere gives an empty page."""
-        types = tuple(t for t in query.types if "\x00" not in t)
-        if len(types) < len(query.types):
-            # No type holds U+0000 (see _storable), and PostgreSQL could not even compare
-            # one: it leaves the filter, and a filter of nothing else matches no task.
-            if not types:
-                return TaskPage(tasks=[], has_more=False)
-            query = dataclasses.replace(query, types=types)
-        if after_task_id is not None and (len(query.ranges) != 1 or "\x00" in after_task_id):
-            raise ValueError("a page after a task id reads one range, and no id holds U+0000")
-        want = query.limit + 1  # one more tells whether more follow
-        per_range = [self._list_range(query, scope, entity, now, want, after_task_id) for scope, entity in query.ranges]
+    def list_tasks(self, query: TaskQuery, now: int) -> TaskPage:
+        """One page. Several ranges (scopes, entities) are merged from one index range each."""
+        storable = _storable_query(query)
+        if storable is None:
+            return TaskPage(tasks=[], has_more=False)
+        want = storable.limit + 1  # one more tells whether more follow
+        per_range = [self._list_range(storable, scope, entity, now, want, None) for scope, entity in storable.ranges]
         if not per_range:
             merged: list[Task] = []
         elif len(per_range) == 1:
@@ -363,6 +365,25 @@ class ReadQueries(abc.ABC):
         else:
             merged = list(heapq.merge(*per_range, key=lambda t: t.position, reverse=query.descending))[:want]
         return TaskPage(tasks=merged[: query.limit], has_more=len(merged) > query.limit)
+
+    def list_after_task(self, query: TaskQuery, task_id: str, now: int) -> TaskPage | None:
+        """The page after the task `task_id`, where it lies in the query's one
+        range: one statement reads the cursor's position and the page, with
+        the cursor's own row first. None where that cannot tell the page: the
+        task is elsewhere (or nowhere), or it is expired or filtered out and
+        nothing follows it."""
+        storable = _storable_query(query)
+        if storable is None:
+            return TaskPage(tasks=[], has_more=False)
+        if len(storable.ranges) != 1 or "\x00" in task_id:
+            return None
+        [(scope, entity)] = storable.ranges
+        rows = self._list_range(storable, scope, entity, now, storable.limit + 2, task_id)
+        if rows and rows[0].task_id == task_id:
+            rows = rows[1:]
+        elif not rows:
+            return None
+        return TaskPage(tasks=rows[: storable.limit], has_more=len(rows) > storable.limit)
 
     def by_status_change(self, scope: Scope, entity_id: str, since: int, now: int, limit: int) -> list[Task]:
         params = {"scope": scope.value, "entity_id": entity_id, "since": since, "now": now, "limit": limit}

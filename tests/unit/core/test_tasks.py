@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import itertools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,7 +26,7 @@ from tasktrail.core.model import (
     now_us,
 )
 from tasktrail.core.tasks import EVERYTHING, TaskCore, Timing
-from tasktrail.core.validation import Limits
+from tasktrail.core.validation import Limits, check_append
 from tasktrail.store import open_store
 from tests.support import databases
 
@@ -181,12 +184,21 @@ async def test_a_cursor_names_only_a_task_the_caller_may_see(core: TaskCore) -> 
 
 async def test_a_page_after_a_task_id_is_the_page_after_its_position(core: TaskCore) -> None:
     """list_after reads a cursor in the listed range with the page's own
-    statement (one read), and places any other cursor as position_of does:
-    the same pages either way, the list's end and refusals included."""
-    mine = [await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t")) for _ in range(5)]
+    statement (one read, the list's end included), and places any other
+    cursor as position_of does: the same pages either way, for a caller who
+    may see every control-plane task and for one who may see one database,
+    for an expired cursor, and for refusals."""
+    mine = [await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t")) for _ in range(6)]
     elsewhere = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="other", type="t"))
     crdb = await core.create_task(NewTask(scope=Scope.CRDB, entity_id="g", type="t", task_id="my-task"))
     v1 = "404ecbe0-5cda-11f0-900b-a74a79e3bdba"
+    expired = mine.pop(2)
+
+    def expire(tx: Any) -> None:
+        before = tx.lock_task(expired.task_id)
+        tx.save_task(before, dataclasses.replace(before, expire_at=1))
+
+    await core.store.write(expire)
     reads = 0
     read = core.store.read
 
@@ -196,18 +208,21 @@ async def test_a_page_after_a_task_id_is_the_page_after_its_position(core: TaskC
         return await read(fn)
 
     core.store.read = counted  # type: ignore[method-assign]
-    for descending in (True, False):
-        query = TaskQuery(ranges=Access.of((Scope.DATABASE, "db")).ranges(), descending=descending, limit=2)
-        ordered = mine[::-1] if descending else mine
-        for cursor in [*(t.task_id for t in mine), elsewhere.task_id, v1]:
-            expected = await core.list_tasks(dataclasses.replace(query, after=await core.position_of(cursor, CP)))
+    only_db = Access.of((Scope.DATABASE, "db"))
+    for descending, cursor_access in itertools.product((True, False), (CP, only_db)):
+        query = TaskQuery(ranges=only_db.ranges(), descending=descending, limit=2)
+        for cursor in [*(t.task_id for t in mine), expired.task_id, elsewhere.task_id, v1]:
+            at = await core.position_of(cursor, cursor_access)
+            expected = await core.list_tasks(dataclasses.replace(query, after=at))
             reads = 0
-            assert await core.list_after(query, cursor, CP) == expected
-            assert reads == (1 if cursor in [t.task_id for t in ordered[:-1]] else 3)
+            assert await core.list_after(query, cursor, cursor_access) == expected, (descending, cursor)
+            in_range = cursor in [t.task_id for t in mine] or cursor == expired.task_id  # tasks follow it
+            assert reads == (1 if in_range else 3), (descending, cursor)
         with pytest.raises(errors.InvalidArgument):
-            await core.list_after(query, crdb.task_id, CP)  # not a task this face shows, and not a UUID
+            await core.list_after(query, crdb.task_id, cursor_access)  # not a task this face shows, nor a UUID
         with pytest.raises(errors.InvalidArgument):
-            await core.list_after(query, "db\x00", CP)
+            await core.list_after(query, "db\x00", cursor_access)
+    assert (await core.list_after(query, mine[-1].task_id, CP)).tasks == []  # the list's end, in one read
 
 
 async def test_request_ids_belong_to_one_entity(core: TaskCore) -> None:
@@ -282,29 +297,49 @@ async def test_an_append_retried_lands_once_and_its_id_is_its_batch(core: TaskCo
 async def test_fields_are_encoded_once_and_a_batch_digest_ignores_key_order(core: TaskCore) -> None:
     """The store keeps the append's own JSON (the caller's key order); the
     digest is of sorted keys, so a retry whose fields come in another order
-    is the same batch, and so is a retry of a batch appended before the
-    digest's encoding changed (non-ASCII escaped then)."""
+    is the same batch, one whose values differ is not, and NaN (no JSON word)
+    retries as well."""
     task = await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t"))
     fields = {"zone": "zürich", "attempt": 2, "nested": {"b": [1.5, None], "a": True}}
     first = await core.append_log(task.task_id, [NewLogEntry("one", fields=fields)], append_id="a-1")
     reordered = {"nested": {"a": True, "b": [1.5, None]}, "attempt": 2, "zone": "zürich"}
     assert await core.append_log(task.task_id, [NewLogEntry("one", fields=reordered)], append_id="a-1") == first
+    with pytest.raises(errors.AlreadyExists):
+        await core.append_log(task.task_id, [NewLogEntry("one", fields={**fields, "zone": "zurich"})], append_id="a-1")
     [entry] = (await core.read_log(task.task_id)).entries
     assert entry.fields == fields
     assert list(entry.fields or {}) == ["zone", "attempt", "nested"]  # as written, not sorted
 
-    batch = [NewLogEntry("two", fields={"city": "köln"})]
-    second = await core.append_log(task.task_id, batch, append_id="a-2")
-    legacy = tasks_module.legacy_digest(batch)
-    assert legacy != tasks_module.batch_digest(batch, ['{"city":"köln"}'])
-
-    def stored_digest_is_legacy(tx: Any) -> None:
-        before = tx.lock_task(task.task_id)
-        tx.save_task(before, dataclasses.replace(before, last_append_digest=legacy))
-
-    await core.store.write(stored_digest_is_legacy)
-    assert await core.append_log(task.task_id, batch, append_id="a-2") == second
+    odd = [NewLogEntry("two", fields={"ratio": float("nan"), "city": "köln"})]
+    second = await core.append_log(task.task_id, odd, append_id="a-2")
+    assert await core.append_log(task.task_id, odd, append_id="a-2") == second
     assert len((await core.read_log(task.task_id)).entries) == 2
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"a": 1, "b": "plain"},  # the text the append made is reused
+        {"b": "plain", "a": 1},  # keys out of order
+        {"city": "köln", "del": "\x7f", "ctl": "\x01\n"},  # characters escaped only by default
+        {"deep": {"z": [1.25, None, True], "a": {}}},
+        {"nan": float("nan")},
+        None,
+    ],
+)
+def test_a_batch_digest_is_the_one_every_version_made(fields: Any) -> None:
+    """The digest stored with an append is compared with a retry's, perhaps by
+    a process of another version (a rolling upgrade): it is the same bytes as
+    the digest's first formula, whatever text the append encoded."""
+    entries = [NewLogEntry("m", fields=fields, timestamp=5), NewLogEntry("n")]
+    digest = hashlib.sha256()
+    for entry in entries:
+        text = json.dumps(entry.fields, sort_keys=True, separators=(",", ":"), default=str) if entry.fields else ""
+        for part in (entry.message, text, str(entry.timestamp), entry.entry_id or ""):
+            digest.update(part.encode())
+            digest.update(b"\x00")
+    encoded = check_append(entries, "a", Limits())
+    assert tasks_module.batch_digest(entries, encoded) == digest.hexdigest()
 
 
 async def test_the_reaper_waits_out_the_grace_past_a_lease(database_url: str) -> None:

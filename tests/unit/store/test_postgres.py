@@ -1,0 +1,53 @@
+"""The PostgreSQL backend's statements, compiled (no server needed): the hot
+ones are shapes compiled once, and a parameter left out is an error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from tasktrail.store import identity, ratelimit, statements
+from tasktrail.store.base import Compiled
+from tasktrail.store.postgres import compile_statement, no_values
+from tasktrail.store.schema import users
+
+SHAPES: list[Any] = [
+    ratelimit._UPSERTS["postgresql"],
+    ratelimit._FORGET,
+    statements._INSERT_TASK,
+    statements._update_statement(("status", "updated_at", "version")),
+    statements._LOCK_TASK,
+    statements._BY_REQUEST_ID,
+    statements._STILL_EXPIRED,
+    statements._DELETE_ENTRIES,
+    statements._DELETE_TASKS,
+    identity._TOKENS,
+    identity._KEYS_OF,
+    identity._USERS,
+    identity._ACCOUNT_COUNT,
+]
+
+
+@pytest.mark.parametrize("stmt", SHAPES)
+def test_every_statement_a_write_makes_often_is_a_shape_kept_once(stmt: Any) -> None:
+    assert no_values(compile_statement(stmt))
+    kept = Compiled(compile_statement, keep=no_values)
+    assert kept(stmt) is kept(stmt)
+    assert len(kept) == 1
+
+
+def test_a_statement_with_values_of_its_own_is_compiled_per_call_and_not_kept() -> None:
+    kept = Compiled(compile_statement, keep=no_values)
+    stmt = insert(users).values(username="ada", password_hash="secret", created_at=1)
+    sql, names, values = kept(stmt)
+    assert [values[n] for n in names] == ["ada", "secret", 1]
+    assert len(kept) == 0  # nothing of it (a password hash, say) stays in memory
+
+
+def test_a_parameter_left_out_is_an_error_not_a_null() -> None:
+    _, names, values = compile_statement(statements._LOCK_TASK)
+    assert names == ("task_id",)
+    with pytest.raises(KeyError):
+        values["task_id"]
