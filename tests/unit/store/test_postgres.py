@@ -41,7 +41,7 @@ def test_every_statement_a_write_makes_often_is_a_shape_kept_once(stmt: Any) -> 
 def test_a_statement_with_values_of_its_own_is_compiled_per_call_and_not_kept() -> None:
     kept = Compiled(compile_statement, keep=no_values)
     stmt = insert(users).values(username="ada", password_hash="secret", created_at=1)
-    sql, names, values = kept(stmt)  # type: ignore[arg-type]
+    _, names, values = kept(stmt)  # type: ignore[arg-type]
     assert [values[n] for n in names] == ["ada", "secret", 1]
     assert len(kept) == 0  # nothing of it (a password hash, say) stays in memory
 
