@@ -163,3 +163,11 @@ def full() -> errors.ResourceExhausted:
 
 def unreachable() -> errors.Unavailable:
     return errors.Unavailable("the store cannot be reached now: retry in a moment", reason=errors.STORE_UNAVAILABLE)
+
+
+def busy() -> errors.Unavailable:
+    """Every pooled connection stayed in use for as long as a call waits for
+    one: the store is there, only busy (not an outage, so not logged as one)."""
+    return errors.Unavailable(
+        "the store is busy: every connection is in use; retry in a moment", reason=errors.STORE_UNAVAILABLE
+    )

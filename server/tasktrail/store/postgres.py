@@ -35,7 +35,7 @@ from tasktrail.core import errors, metrics
 from tasktrail.core.model import LogEntry, Task
 from tasktrail.core.storage import Conflict
 from tasktrail.store import migrate as migrations
-from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, full, unreachable
+from tasktrail.store.base import Compiled, OutageLog, Store, StoreOptions, busy, full, unreachable
 from tasktrail.store.statements import GET_TASK, ReadQueries, Row, WriteQueries, entry_row, task_from_row
 
 log = logging.getLogger(__name__)
@@ -268,8 +268,18 @@ class PostgresStore(Store):
         answers as an outage, and the call is timed as a store call of `kind`."""
         started = time.perf_counter()
         try:
-            async with (await self._pool(pool)).acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            connections = await self._pool(pool)
+            try:
+                conn = await connections.acquire(timeout=ACQUIRE_TIMEOUT)
+            except TimeoutError:
+                if connections.get_size() >= POOL_SIZES[pool] and not connections.get_idle_size():
+                    metrics.store_failed("STORE_BUSY")
+                    raise busy() from None  # all in use: busy; a connect that hung is an outage
+                raise
+            try:
                 result = await run(conn)
+            finally:
+                await connections.release(conn)
         except Exception as exc:
             if (failure := self._outage(exc)) is None:
                 raise

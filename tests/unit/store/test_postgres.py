@@ -1,14 +1,18 @@
-"""The PostgreSQL backend's statements, compiled (no server needed): the hot
-ones are shapes compiled once, and a parameter left out is an error."""
+"""The PostgreSQL backend: its statements, compiled (no server needed: the hot
+ones are shapes compiled once, and a parameter left out is an error), and
+its pools when every connection is in use."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from prometheus_client import REGISTRY
+from sqlalchemy import insert, text
 
-from tasktrail.store import identity, ratelimit, statements
+from tasktrail.core import errors
+from tasktrail.store import identity, open_store, postgres, ratelimit, statements
 from tasktrail.store.base import Compiled
 from tasktrail.store.postgres import compile_statement, no_values
 from tasktrail.store.schema import users
@@ -51,3 +55,30 @@ def test_a_parameter_left_out_is_an_error_not_a_null() -> None:
     assert names == ("task_id",)
     with pytest.raises(KeyError):
         values["task_id"]
+
+
+@pytest.mark.only("postgres")
+@pytest.mark.anyio
+async def test_a_call_that_finds_every_connection_in_use_is_told_the_store_is_busy(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Busy is not gone: UNAVAILABLE with its own words, counted as STORE_BUSY,
+    and the calls that held the connections finish."""
+    monkeypatch.setitem(postgres.POOL_SIZES, "write", 2)
+    monkeypatch.setattr(postgres, "ACQUIRE_TIMEOUT", 0.3)
+    store = open_store(database_url)
+    try:
+        slow = [asyncio.create_task(store.write(lambda tx: tx.rows(text("SELECT pg_sleep(1)")))) for _ in range(2)]
+        await asyncio.sleep(0.5)  # both connections made and in use
+        busy_before = metrics_value("STORE_BUSY")
+        with pytest.raises(errors.Unavailable, match="busy"):
+            await store.write(lambda tx: tx.rows(text("SELECT 1")))
+        assert metrics_value("STORE_BUSY") == busy_before + 1
+        await asyncio.gather(*slow)
+        assert await store.write(lambda tx: tx.rows(text("SELECT 1"))) == [(1,)]
+    finally:
+        await store.close()
+
+
+def metrics_value(reason: str) -> float:
+    return REGISTRY.get_sample_value("tasktrail_store_failures_total", {"reason": reason}) or 0.0
