@@ -64,6 +64,11 @@ def compile_statement(stmt: Select[Any]) -> tuple[str, tuple[str, ...], dict[str
     return str(compiled), tuple(compiled.positiontup or ()), values
 
 
+def _arguments(names: Sequence[str], values: Mapping[str, Any], given: Mapping[str, Any]) -> list[Any]:
+    """A compiled statement's arguments in order: those given, else its own values."""
+    return [given[n] if n in given else values[n] for n in names]
+
+
 class _Reader(ReadQueries):
     """Executes compiled SQLAlchemy statements with asyncpg itself, inside a
     greenlet (as SQLAlchemy's own asyncio layer does)."""
@@ -75,8 +80,8 @@ class _Reader(ReadQueries):
         self._compiled = compiled
 
     def rows(self, stmt: Select[Any], params: Mapping[str, Any]) -> Sequence[Row]:
-        sql, names, defaults = self._compiled(stmt)
-        args = [params[n] if n in params else defaults[n] for n in names]
+        sql, names, values = self._compiled(stmt)
+        args = _arguments(names, values, params)
         if any(type(a) is str and "\x00" in a for a in args):
             return []  # no text in PostgreSQL holds U+0000, and a statement given one fails: nothing matches
         return [tuple(r) for r in await_only(self._conn.fetch(sql, *args))]
@@ -96,8 +101,7 @@ class _Writes(WriteQueries):
 
     def _bound(self, stmt: Executable, params: Mapping[str, Any] | None) -> tuple[str, list[Any]]:
         sql, names, values = self._compiled(stmt)  # type: ignore[arg-type]
-        given = params or {}
-        return sql, [given[n] if n in given else values[n] for n in names]
+        return sql, _arguments(names, values, params or {})
 
     def rows(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> Sequence[Row]:
         sql, args = self._bound(stmt, params)
@@ -110,8 +114,7 @@ class _Writes(WriteQueries):
     def execute_many(self, stmt: Executable, params: Sequence[Mapping[str, Any]]) -> None:
         if params:
             sql, names, values = self._compiled(stmt)  # type: ignore[arg-type]
-            rows = [[given[n] if n in given else values[n] for n in names] for given in params]
-            await_only(self._conn.executemany(sql, rows))
+            await_only(self._conn.executemany(sql, [_arguments(names, values, given) for given in params]))
 
     def _insert_entries(self, task_id: str, entries: Sequence[LogEntry]) -> None:
         # One statement for the batch, over one array per column.
@@ -165,6 +168,8 @@ def _refusing_nul() -> Iterator[None]:
 ACQUIRE_TIMEOUT = 10.0
 # Connections per process, at most: reads, write transactions (and one more LISTENs).
 POOL_SIZES = {"read": 10, "write": 20}
+# The store-failure metric's label for a call that found every connection in use.
+BUSY = "STORE_BUSY"
 # SQLSTATE classes and codes of a server that cannot serve now.
 _GONE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
 
@@ -269,13 +274,7 @@ class PostgresStore(Store):
         started = time.perf_counter()
         try:
             connections = await self._pool(pool)
-            try:
-                conn = await connections.acquire(timeout=ACQUIRE_TIMEOUT)
-            except TimeoutError:
-                if connections.get_size() >= POOL_SIZES[pool] and not connections.get_idle_size():
-                    metrics.store_failed("STORE_BUSY")
-                    raise busy() from None  # all in use: busy; a connect that hung is an outage
-                raise
+            conn = await self._acquire(connections, POOL_SIZES[pool])
             try:
                 result = await run(conn)
             finally:
@@ -286,6 +285,18 @@ class PostgresStore(Store):
             raise failure from exc
         metrics.store_call(kind, time.perf_counter() - started)
         return result
+
+    @staticmethod
+    async def _acquire(connections: asyncpg.Pool, size: int) -> asyncpg.pool.PoolConnectionProxy:
+        """A pooled connection; busy where all `size` stayed in use for as
+        long as a call waits (a connect that hung is an outage instead)."""
+        try:
+            return await connections.acquire(timeout=ACQUIRE_TIMEOUT)
+        except TimeoutError:
+            if connections.get_size() < size or connections.get_idle_size():
+                raise
+        metrics.store_failed(BUSY)
+        raise busy()
 
     async def read(self, fn: Callable[[ReadQueries], T]) -> T:
         # One statement: no transaction, so no BEGIN/COMMIT round trips.

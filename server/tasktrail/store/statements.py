@@ -532,16 +532,11 @@ class WriteQueries(abc.ABC):
         whose retention was just extended is never deleted."""
         deleted = 0
         for start in range(0, len(task_ids), _SWEEP_CHUNK):
-            # Padded to one shape (a repeated id matches nothing more): one statement compiled once.
-            chunk = list(task_ids[start : start + _SWEEP_CHUNK])
-            chunk += [chunk[0]] * (_SWEEP_CHUNK - len(chunk))
-            ids = {f"id_{i}": t for i, t in enumerate(chunk)}
-            gone = list(dict.fromkeys(r[0] for r in self.rows(_STILL_EXPIRED, {**ids, "now": now})))
+            still = {**_sweep_ids(task_ids[start : start + _SWEEP_CHUNK]), "now": now}
+            gone = list(dict.fromkeys(r[0] for r in self.rows(_STILL_EXPIRED, still)))
             if gone:
-                padded = gone + [gone[0]] * (_SWEEP_CHUNK - len(gone))
-                ids = {f"id_{i}": t for i, t in enumerate(padded)}
-                self.execute(_DELETE_ENTRIES, ids)
-                self.execute(_DELETE_TASKS, ids)
+                self.execute(_DELETE_ENTRIES, _sweep_ids(gone))
+                self.execute(_DELETE_TASKS, _sweep_ids(gone))
             deleted += len(gone)
         return deleted
 
@@ -574,6 +569,13 @@ _STILL_EXPIRED = (
 )
 _DELETE_ENTRIES = delete(log_entries).where(log_entries.c.task_id.in_(_SWEEP_IDS))
 _DELETE_TASKS = delete(tasks).where(tasks.c.task_id.in_(_SWEEP_IDS))
+
+
+def _sweep_ids(ids: Sequence[str]) -> dict[str, str]:
+    """Up to _SWEEP_CHUNK ids as the sweep statements' parameters, padded with
+    the first (a repeated id matches nothing more): one shape, compiled once."""
+    padded = [*ids, *[ids[0]] * (_SWEEP_CHUNK - len(ids))]
+    return {f"id_{i}": task_id for i, task_id in enumerate(padded)}
 
 
 def entry_row(task_id: str, entry: LogEntry) -> tuple[str, str, int, str, str | None]:

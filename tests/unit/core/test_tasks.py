@@ -370,3 +370,23 @@ async def test_a_forced_cancel_after_a_plain_one_forces_it(core: TaskCore) -> No
     assert (await core.get_task(task.task_id)).cancel_forced
     again = await core.cancel(task.task_id, force=True)
     assert (again.requested, again.task.cancel_forced) == (False, True)
+
+
+async def test_a_sweep_deletes_more_expired_tasks_than_one_statement_names(core: TaskCore) -> None:
+    """The sweep's statements name 100 ids each: 150 expired tasks, and their
+    logs, go in one sweep; a task not expired stays."""
+    made = [await core.create_task(NewTask(scope=Scope.DATABASE, entity_id="db", type="t")) for _ in range(151)]
+    await core.append_log(made[0].task_id, [NewLogEntry("one")])
+    kept = made.pop()
+
+    def expire(tx: Any) -> None:
+        for task in made:
+            before = tx.lock_task(task.task_id)
+            tx.save_task(before, dataclasses.replace(before, expire_at=1))
+
+    await core.store.write(expire)
+    assert await core.sweep() == 150
+    assert await core.sweep() == 0
+    assert (await core.get_task(kept.task_id)).task_id == kept.task_id
+    with pytest.raises(errors.NotFound):
+        await core.get_task(made[0].task_id)
